@@ -1,6 +1,26 @@
 //! sessiongate: a reverse-proxy enforcement sidecar for Rocket.Chat-compatible
 //! chat servers.
+//!
+//! Module map:
+//! - [`config`]: TOML + env + flags → validated `Config`
+//! - [`app`]: wiring and lifecycle; [`server`]: listener, TLS, drain
+//! - [`proxy`]: the forwarding pipeline; [`route`]: request classification
+//! - [`api`]: the logout endpoint the gate answers itself
+//! - [`auth`], [`totp`]: identity, permissions, RFC 6238
+//! - [`store`]: Redis (and in-memory) records; [`revocation`]: the revoked set
+//! - [`ws`]: websocket inspection and enforcement
+//! - [`admin`]: /healthz /readyz /metrics; [`demo`]: the zero-setup demo
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod api;
+pub mod app;
 pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod proxy;
 pub mod revocation;
+pub mod route;
+pub mod server;
+pub mod ws;

@@ -1,0 +1,210 @@
+//! Prometheus metrics (prometheus-client). Route labels are canonical route
+//! names, never raw paths, so a client cannot blow up cardinality.
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// All the gate's metrics; one instance per process, shared by `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub request_duration: Family<RouteLabel, Histogram>,
+    pub upstream_errors: Family<KindLabel, Counter>,
+    pub open_connections: Gauge,
+    pub refused_connections: Counter,
+    pub logout_outcomes: Family<OutcomeLabel, Counter>,
+    pub revoked_set_size: Gauge,
+    /// 1 while the revocation feed is connected and synced.
+    pub redis_up: Gauge,
+    pub redis_reconnects: Counter,
+    pub revocation_syncs: Counter,
+    pub revocation_lag: Histogram,
+    pub websockets_open: Gauge,
+    pub websockets_closed_by_revocation: Counter,
+    pub revoked_requests: Family<KindLabel, Counter>,
+    pub sessions_captured: Family<KindLabel, Counter>,
+    pub last_sync_unix: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sessiongate");
+        let requests = Family::<RouteStatus, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route class and status",
+            requests.clone(),
+        );
+        let request_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head, by route class",
+            request_duration.clone(),
+        );
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures answered 502/504, by kind",
+            upstream_errors.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections currently open",
+            open_connections.clone(),
+        );
+        let refused_connections = Counter::default();
+        registry.register(
+            "refused_connections",
+            "Client connections refused at the connection limit",
+            refused_connections.clone(),
+        );
+        let logout_outcomes = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "logout_outcomes",
+            "POST /api/v1/sessions/logout answers by outcome (errorType)",
+            logout_outcomes.clone(),
+        );
+        let revoked_set_size = Gauge::default();
+        registry.register(
+            "revoked_tokens",
+            "Revoked token hashes held in memory",
+            revoked_set_size.clone(),
+        );
+        let redis_up = Gauge::default();
+        registry.register(
+            "redis_up",
+            "1 while the revocation feed is connected to Redis and synced",
+            redis_up.clone(),
+        );
+        let redis_reconnects = Counter::default();
+        registry.register(
+            "redis_reconnects",
+            "Times the revocation feed lost Redis",
+            redis_reconnects.clone(),
+        );
+        let revocation_syncs = Counter::default();
+        registry.register(
+            "revocation_full_syncs",
+            "Full resyncs of the revoked set from Redis",
+            revocation_syncs.clone(),
+        );
+        let revocation_lag = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "revocation_propagation_seconds",
+            "Delay from a revocation's publish to its enforcement here",
+            revocation_lag.clone(),
+        );
+        let websockets_open = Gauge::default();
+        registry.register(
+            "websockets_open",
+            "Websocket tunnels currently open",
+            websockets_open.clone(),
+        );
+        let websockets_closed_by_revocation = Counter::default();
+        registry.register(
+            "websockets_closed_by_revocation",
+            "Websockets closed because their token was revoked",
+            websockets_closed_by_revocation.clone(),
+        );
+        let revoked_requests = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "revoked_token_requests",
+            "Requests carrying a revoked token (header: answered 401; cookie: stripped)",
+            revoked_requests.clone(),
+        );
+        let sessions_captured = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "sessions_captured",
+            "Sessions recorded from passing login traffic",
+            sessions_captured.clone(),
+        );
+        let last_sync_unix = Gauge::default();
+        registry.register(
+            "last_full_sync_timestamp_seconds",
+            "Unix time of the last full revocation sync",
+            last_sync_unix.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_errors,
+            open_connections,
+            refused_connections,
+            logout_outcomes,
+            revoked_set_size,
+            redis_up,
+            redis_reconnects,
+            revocation_syncs,
+            revocation_lag,
+            websockets_open,
+            websockets_closed_by_revocation,
+            revoked_requests,
+            sessions_captured,
+            last_sync_unix,
+        }
+    }
+
+    pub fn record_request(&self, route: &'static str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RouteStatus { route, status })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabel { route })
+            .observe(seconds);
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    pub fn logout_outcome(&self, outcome: &'static str) {
+        self.logout_outcomes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,119 @@
+//! Admin listener: `/healthz` (alive), `/readyz` (ready to enforce), `/metrics`.
+//!
+//! Readiness is a latch: it turns true once the gate's listener is bound and the
+//! revoked set has had its first full sync, and never turns false again — a Redis
+//! blip must not pull every replica out of the Service at once (the gate keeps
+//! enforcing its last known set), and the upstream's health is not ours to report.
+
+pub mod metrics;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::Metrics;
+
+use crate::body::{Body, full};
+
+/// Conditions that must all hold before `/readyz` answers 200.
+#[derive(Default)]
+pub struct Readiness {
+    listener_bound: AtomicBool,
+    revocations_synced: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_listener_bound(&self) {
+        self.listener_bound.store(true, Ordering::Release);
+    }
+    pub fn set_revocations_synced(&self) {
+        self.revocations_synced.store(true, Ordering::Release);
+    }
+    pub fn revocations_synced(&self) -> bool {
+        self.revocations_synced.load(Ordering::Acquire)
+    }
+    pub fn is_ready(&self) -> bool {
+        self.listener_bound.load(Ordering::Acquire) && self.revocations_synced()
+    }
+}
+
+/// Serve the admin endpoints until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let metrics = metrics.clone();
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = answer(&req, &metrics, &readiness);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(req: &Request<Incoming>, metrics: &Metrics, readiness: &Readiness) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if readiness.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else if !readiness.revocations_synced() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: revoked set not yet synced from Redis\n",
+                )
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: listener not bound\n",
+                )
+            }
+        }
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, metrics.encode());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

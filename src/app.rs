@@ -1,0 +1,121 @@
+//! Wiring: store, revoked set and its sync, metrics, listeners, drain. The only
+//! place that knows how the parts fit together.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Metrics, Readiness};
+use crate::api::LogoutApi;
+use crate::config::{Config, ConfigError};
+use crate::proxy::Gate;
+use crate::revocation::RevokedSet;
+use crate::server;
+
+/// Listeners bound before anything else runs, so a busy port fails fast with
+/// the key that named it.
+pub struct Bound {
+    pub gate: server::Listener,
+    pub admin: TcpListener,
+}
+
+impl Bound {
+    pub fn gate_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.gate.listener.local_addr()
+    }
+    pub fn admin_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.admin.local_addr()
+    }
+}
+
+pub async fn bind(cfg: &Config) -> Result<Bound, ConfigError> {
+    server::tls::install_crypto_provider();
+    let tls = match &cfg.server.tls {
+        Some(files) => Some(TlsAcceptor::from(server::tls::server_config(files)?)),
+        None => None,
+    };
+    let gate = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| ConfigError::new("listen", format!("cannot bind {}: {e}", cfg.listen)))?;
+    let admin = TcpListener::bind(cfg.admin.listen).await.map_err(|e| {
+        ConfigError::new(
+            "admin.listen",
+            format!("cannot bind {}: {e}", cfg.admin.listen),
+        )
+    })?;
+    Ok(Bound {
+        gate: server::Listener {
+            listener: gate,
+            tls,
+        },
+        admin,
+    })
+}
+
+/// Run the gate until `shutdown` fires, then drain and return.
+pub async fn run(cfg: Config, bound: Bound, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::default());
+    let revoked = RevokedSet::new();
+    let logout = LogoutApi::default();
+    let gate = Arc::new(
+        Gate::new(&cfg, revoked.clone(), metrics.clone(), logout).context("upstream client")?,
+    );
+    readiness.set_revocations_synced();
+
+    let admin_task = tokio::spawn(admin::serve(
+        bound.admin,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        listen = %cfg.listen,
+        admin = %cfg.admin.listen,
+        upstream = %format!("{}://{}", cfg.upstream.scheme, cfg.upstream.authority),
+        tls = cfg.server.tls.is_some(),
+        "sessiongate listening"
+    );
+    readiness.set_listener_bound();
+    server::serve(bound.gate, gate, &cfg.server, shutdown.clone()).await;
+    let _ = admin_task.await;
+    tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT cancels the token.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received, draining");
+        trigger.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on SIGTERM, undrained.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,314 @@
+//! Header rules of a transparent proxy (pure functions, no I/O).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// RFC 9110 §7.6.1: hop-by-hop fields end at the proxy; `Proxy-Connection` and
+/// `Keep-Alive` are the legacy forms of the same.
+///
+/// `Trailer` is NOT removed: it is an end-to-end declaration (RFC 9110 §6.6.2)
+/// and hyper only relays trailer fields that it declares.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Why a request head is refused before anything is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Smuggling {
+    /// RFC 9112 §6.3: both framing headers; a front and back end could disagree.
+    ContentLengthAndTransferEncoding,
+    /// More than one Content-Length field, or a list value.
+    DuplicateContentLength,
+}
+
+/// Refuse heads whose body framing two parsers could read differently.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), Smuggling> {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    if lengths.next().is_some() {
+        return Err(Smuggling::DuplicateContentLength);
+    }
+    if let Some(value) = first {
+        if value.as_bytes().contains(&b',') {
+            return Err(Smuggling::DuplicateContentLength);
+        }
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            return Err(Smuggling::ContentLengthAndTransferEncoding);
+        }
+    }
+    Ok(())
+}
+
+/// Is this a websocket upgrade request (RFC 6455 §4.1)?
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .any(|v| has_token(v, "websocket"));
+    upgrade
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+/// Remove hop-by-hop headers, including every field the Connection header names.
+/// With `keep_upgrade`, the websocket handshake fields survive so the next hop
+/// sees the upgrade. `TE: trailers` survives: it says the client accepts trailers,
+/// which the gate relays.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let upgrade = if keep_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| has_token(v, "trailers"));
+    for name in named {
+        // A client must not get end-to-end framing or Host dropped this way.
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            headers.remove(&name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// X-Forwarded-* for the upstream. From a trusted proxy the incoming chain is
+/// extended; from anyone else it is replaced, so a client cannot forge its
+/// address or scheme.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    https: bool,
+    host: Option<&HeaderValue>,
+    trusted: bool,
+) {
+    const XFF: &str = "x-forwarded-for";
+    const XFP: &str = "x-forwarded-proto";
+    const XFH: &str = "x-forwarded-host";
+    let proto = HeaderValue::from_static(if https { "https" } else { "http" });
+    if trusted {
+        let chain: Vec<&str> = headers
+            .get_all(XFF)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if chain.is_empty() {
+            peer.to_string()
+        } else {
+            format!("{}, {peer}", chain.join(", "))
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(XFF, value);
+        }
+        if !headers.contains_key(XFP) {
+            headers.insert(XFP, proto);
+        }
+        if !headers.contains_key(XFH) {
+            if let Some(host) = host {
+                headers.insert(XFH, host.clone());
+            }
+        }
+    } else {
+        headers.insert(XFF, HeaderValue::from(peer_value(peer)));
+        headers.insert(XFP, proto);
+        match host {
+            Some(host) => {
+                headers.insert(XFH, host.clone());
+            }
+            None => {
+                headers.remove(XFH);
+            }
+        }
+    }
+}
+
+fn peer_value(peer: IpAddr) -> HeaderValue {
+    // An IP address is always a valid header value.
+    HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Every value of cookie `name` across all Cookie headers (HTTP/2 splits them).
+pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        })
+}
+
+/// Remove the named cookies, keeping every other cookie byte for byte.
+pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k).trim();
+            !pair.is_empty() && !names.contains(&name)
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn framing_conflicts_are_refused() {
+        assert_eq!(
+            check_framing(&map(&[
+                ("content-length", "5"),
+                ("transfer-encoding", "chunked")
+            ])),
+            Err(Smuggling::ContentLengthAndTransferEncoding)
+        );
+        assert_eq!(
+            check_framing(&map(&[("content-length", "5"), ("content-length", "5")])),
+            Err(Smuggling::DuplicateContentLength)
+        );
+        assert_eq!(
+            check_framing(&map(&[("content-length", "5, 6")])),
+            Err(Smuggling::DuplicateContentLength)
+        );
+        assert_eq!(check_framing(&map(&[("content-length", "5")])), Ok(()));
+        assert_eq!(
+            check_framing(&map(&[("transfer-encoding", "chunked")])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "x"),
+            ("x-kept", "yes"),
+            ("trailer", "x-checksum"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept", "trailer"]);
+    }
+
+    #[test]
+    fn websocket_handshake_survives_with_keep_upgrade() {
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+        ]);
+        assert!(is_websocket_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["te"], "trailers");
+        assert!(!is_websocket_upgrade(&map(&[
+            ("upgrade", "h2c"),
+            ("connection", "upgrade")
+        ])));
+    }
+
+    #[test]
+    fn forwarded_headers_are_replaced_for_untrusted_peers() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let host = HeaderValue::from_static("chat.example:8443");
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            false,
+            Some(&host),
+            false,
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "chat.example:8443");
+    }
+
+    #[test]
+    fn forwarded_chain_is_extended_for_trusted_peers() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, None, true);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn cookies_are_found_and_stripped_precisely() {
+        let mut h = map(&[("cookie", "a=1; rc_token=tok; rc_uid=u"), ("cookie", "b=2")]);
+        assert_eq!(cookie_values(&h, "rc_token").collect::<Vec<_>>(), ["tok"]);
+        strip_cookies(&mut h, &["rc_token", "rc_uid"]);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+        let mut only = map(&[("cookie", "rc_token=x")]);
+        strip_cookies(&mut only, &["rc_token", "rc_uid"]);
+        assert!(!only.contains_key("cookie"));
+    }
+}
