@@ -24,3 +24,4 @@ pub mod revocation;
 pub mod route;
 pub mod server;
 pub mod ws;
+pub mod totp;
