@@ -23,5 +23,5 @@ pub mod proxy;
 pub mod revocation;
 pub mod route;
 pub mod server;
-pub mod ws;
 pub mod totp;
+pub mod ws;

@@ -34,12 +34,14 @@ use crate::ws;
 pub use error::ProxyError;
 
 /// Facts about the client connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
     /// The peer is a configured trusted proxy: its X-Forwarded-* are kept.
     pub trusted: bool,
+    /// Request-smuggling verdicts from the raw byte watcher.
+    pub framing: Arc<crate::server::framing::ConnFraming>,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -97,7 +99,14 @@ impl Gate {
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let start = Instant::now();
         let route = route::classify(req.method(), req.uri(), req.headers());
-        let response = match headers::check_framing(req.headers()) {
+        let ambiguous = conn.framing.next_request_is_ambiguous();
+        let response = match headers::check_framing(req.headers()).and_then(|()| {
+            if ambiguous {
+                Err(headers::Smuggling::ContentLengthAndTransferEncoding)
+            } else {
+                Ok(())
+            }
+        }) {
             Err(smuggling) => {
                 tracing::info!(peer = %conn.peer, ?smuggling, "refused ambiguous request framing");
                 ProxyError::AmbiguousFraming.into_response()
@@ -171,7 +180,7 @@ impl Gate {
         if websocket {
             return self.forward_websocket(req, conn, cookie_token).await;
         }
-        let upstream_req = match self.prepare(req, conn, false) {
+        let upstream_req = match self.prepare(req, &conn, false) {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
@@ -186,7 +195,7 @@ impl Gate {
     fn prepare_head(
         &self,
         parts: &mut http::request::Parts,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         websocket: bool,
     ) -> Result<(), ProxyError> {
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -231,7 +240,7 @@ impl Gate {
     fn prepare(
         &self,
         req: Request<Incoming>,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         websocket: bool,
     ) -> Result<Request<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
@@ -267,7 +276,7 @@ impl Gate {
     ) -> Response<Body> {
         let sockjs = req.uri().path().starts_with("/sockjs/");
         let client_upgrade = hyper::upgrade::on(&mut req);
-        let upstream_req = match self.prepare(req, conn, true) {
+        let upstream_req = match self.prepare(req, &conn, true) {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
@@ -345,7 +354,7 @@ impl Gate {
             return json_response(StatusCode::FORBIDDEN, ws::ddp::LOGGED_OUT_ERROR);
         }
         let mut parts = parts;
-        if let Err(e) = self.prepare_head(&mut parts, conn, false) {
+        if let Err(e) = self.prepare_head(&mut parts, &conn, false) {
             return e.into_response();
         }
         // The body is now whole: send it with a Content-Length.
@@ -365,6 +374,8 @@ impl Gate {
 fn relay(response: Response<Incoming>, upgrade: bool) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    // The client's connection has its own version; hyper picks the framing.
+    parts.version = Version::default();
     if upgrade {
         return Response::from_parts(parts, crate::body::empty());
     }

@@ -1,6 +1,7 @@
 //! The client listener: accept loop, connection limit, TLS, HTTP/1.1 + HTTP/2
 //! (prior knowledge and ALPN) on hyper-util's auto builder, graceful drain.
 
+pub mod framing;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -75,6 +76,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let framing = Arc::new(framing::ConnFraming::default());
         let conn = ConnInfo {
             peer,
             tls: listener.tls.is_some(),
@@ -82,6 +84,7 @@ pub async fn serve(
                 .trusted_proxies
                 .iter()
                 .any(|net| net.contains(&peer.ip())),
+            framing: framing.clone(),
         };
         let gate = gate.clone();
         let builder = builder.clone();
@@ -92,15 +95,19 @@ pub async fn serve(
             gate.metrics().open_connections.inc();
             let service = {
                 let gate = gate.clone();
+                let conn = conn.clone();
                 service_fn(move |req| {
                     let gate = gate.clone();
+                    let conn = conn.clone();
                     async move { Ok::<_, Infallible>(gate.handle(req, conn).await) }
                 })
             };
             let result = match tls {
                 None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection = builder.serve_connection_with_upgrades(
+                        TokioIo::new(framing::FramingGuard::new(stream, framing)),
+                        service,
+                    );
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(acceptor) => {

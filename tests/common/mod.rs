@@ -1,0 +1,325 @@
+//! Shared test harness: a real in-process fake upstream, the real `sessiongate`
+//! binary on free ports, a private `redis-server`, and small HTTP clients.
+//! Everything is torn down on drop.
+#![allow(dead_code)]
+
+pub mod redis_server;
+pub mod upstream;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+pub use redis_server::RedisServer;
+pub use upstream::FakeUpstream;
+
+/// A fixed 32-byte TOTP encryption key for tests (64 hex chars).
+pub const TEST_TOTP_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// Poll `cond` until it holds or `within` passes.
+pub async fn eventually<F: FnMut() -> bool>(within: Duration, mut cond: F) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+pub fn free_port() -> u16 {
+    // Bind port 0 and release it; the kernel does not reuse it immediately.
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sessiongate"))
+}
+
+/// Options for a gate process.
+#[derive(Clone)]
+pub struct GateOptions {
+    pub upstream: String,
+    pub redis_url: String,
+    /// Extra TOML appended to the generated config (sections allowed).
+    pub extra_toml: String,
+    pub env: Vec<(String, String)>,
+    /// Wait for /readyz (true) or only /healthz.
+    pub wait_ready: bool,
+}
+
+impl GateOptions {
+    pub fn new(upstream: &str, redis_url: &str) -> Self {
+        Self {
+            upstream: upstream.to_string(),
+            redis_url: redis_url.to_string(),
+            extra_toml: String::new(),
+            env: Vec::new(),
+            wait_ready: true,
+        }
+    }
+
+    pub fn toml(mut self, extra: &str) -> Self {
+        self.extra_toml.push_str(extra);
+        self.extra_toml.push('\n');
+        self
+    }
+}
+
+/// A running `sessiongate serve` process.
+pub struct Gate {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub opts: GateOptions,
+}
+
+impl Gate {
+    pub async fn start(opts: GateOptions) -> Gate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut gate = Gate {
+            child: None,
+            addr,
+            admin,
+            dir,
+            opts,
+        };
+        gate.spawn().await;
+        gate
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gate.log")
+    }
+
+    /// Everything the gate logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn write_config(&self) {
+        let (base, sections) = split_top_level(&self.opts.extra_toml);
+        let text = format!(
+            "listen = \"{}\"\nupstream = \"{}\"\n{base}\n[admin]\nlisten = \"{}\"\n[redis]\nurl = \"{}\"\n{sections}\n",
+            self.addr, self.opts.upstream, self.admin, self.opts.redis_url
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    async fn spawn(&mut self) {
+        self.write_config();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("SESSIONGATE_TOTP_KEY", TEST_TOTP_KEY)
+            .env_remove("SESSIONGATE_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn sessiongate"));
+        let path = if self.opts.wait_ready {
+            "/readyz"
+        } else {
+            "/healthz"
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok((200, _)) = admin_get(self.admin, path).await {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("sessiongate exited early with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gate not {path} in time: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Send a signal (e.g. "TERM").
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Wait for exit; returns the exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// Kill and start again on the same ports and config.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        admin_get(self.admin, "/metrics")
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Split extra TOML into top-level keys (before the first `[section]`) and the rest.
+fn split_top_level(extra: &str) -> (String, String) {
+    match extra
+        .find("\n[")
+        .map(|i| i + 1)
+        .or_else(|| extra.starts_with('[').then_some(0))
+    {
+        Some(i) => (extra[..i].to_string(), extra[i..].to_string()),
+        None => (extra.to_string(), String::new()),
+    }
+}
+
+pub async fn admin_get(admin: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let req = Request::get(format!("http://{admin}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send(admin, req).await?;
+    Ok((
+        resp.status().as_u16(),
+        String::from_utf8_lossy(resp.body()).to_string(),
+    ))
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Build a request with a Host header for `addr`.
+pub fn request(method: &str, addr: SocketAddr, path: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+}
+
+/// A request whose body is `body`.
+pub fn with_body(builder: http::request::Builder, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    builder.body(Full::new(body.into())).unwrap()
+}
+
+/// Write raw bytes, read until the peer closes or `wait` passes without data.
+/// Runs on a blocking thread so in-process servers keep running.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    raw_exchange_closed(addr, bytes, wait).await.0
+}
+
+/// Raw exchange that also reports whether the server closed the connection.
+pub async fn raw_exchange_closed(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+    let bytes = bytes.to_vec();
+    tokio::task::spawn_blocking(move || raw_exchange_closed_blocking(addr, &bytes, wait))
+        .await
+        .expect("raw exchange thread")
+}
+
+fn raw_exchange_closed_blocking(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&out).to_string(), closed)
+}
+
+/// Resident set size of a process in KiB (from /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

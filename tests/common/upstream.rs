@@ -1,0 +1,302 @@
+//! An in-process stand-in for the chat server, on a real socket.
+//!
+//! Routes:
+//! - `/status/<code>`: that status, repeated `set-cookie` headers, fixed body
+//! - `/slow/<ms>`: answers after a delay
+//! - `/stream/<n>`: n chunks 10 ms apart, then a trailer `x-trailer: done`
+//! - `/upload`: consumes the body as it streams; answers `<bytes> <sha256>`
+//! - `/api/v1/login`: a Rocket.Chat login answer for the user/token set by the test
+//! - any websocket upgrade: echo server; received text messages are recorded
+//! - anything else: echoes the request body; `x-echo-method`/`x-echo-uri` headers
+//!
+//! Every request is recorded (method, raw target, version, headers, body).
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+#[derive(Default)]
+struct State {
+    seen: Vec<Seen>,
+    ws_messages: Vec<String>,
+    login_user: Option<(String, String)>,
+}
+
+/// The running fake upstream; stops when dropped.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeUpstream {
+    pub async fn start() -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(req, state).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeUpstream { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Requests whose target path contains `needle`.
+    pub fn seen_path(&self, needle: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.uri.contains(needle))
+            .collect()
+    }
+
+    /// Text messages the websocket echo server received.
+    pub fn ws_messages(&self) -> Vec<String> {
+        self.state.lock().unwrap().ws_messages.clone()
+    }
+
+    /// `/api/v1/login` answers with this user id and token.
+    pub fn set_login(&self, user_id: &str, token: &str) {
+        self.state.lock().unwrap().login_user = Some((user_id.to_string(), token.to_string()));
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let is_ws = req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if is_ws {
+        record(&state, &req, Bytes::new(), None);
+        return websocket(&mut req, state);
+    }
+    if path == "/upload" {
+        record(&state, &req, Bytes::new(), None);
+        let mut body = req.into_body();
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(data) = frame.data_ref() {
+                total += data.len() as u64;
+                hasher.update(data);
+            }
+        }
+        return Response::new(full(format!("{total} {}", hex::encode(hasher.finalize()))));
+    }
+    let (parts, body) = req.into_parts();
+    let collected = body.collect().await.ok();
+    let trailers = collected.as_ref().and_then(|c| c.trailers().cloned());
+    let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
+    let req = Request::from_parts(parts, ());
+    record(&state, &req, body.clone(), trailers.clone());
+
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok());
+        return Response::builder()
+            .status(status.unwrap_or(StatusCode::BAD_REQUEST))
+            .header("x-upstream", "yes")
+            .header("set-cookie", "a=1; Path=/")
+            .header("set-cookie", "b=2; Path=/")
+            .header("content-type", "text/plain")
+            .body(full(format!("status {code}")))
+            .unwrap();
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms = ms.parse().unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return Response::new(full("slow done"));
+    }
+    if let Some(n) = path.strip_prefix("/stream/") {
+        let n: usize = n.parse().unwrap_or(3);
+        let stream = futures_util::stream::unfold(0usize, move |i| async move {
+            if i < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from(format!("chunk {i}\n")))),
+                    i + 1,
+                ))
+            } else if i == n {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-trailer", "done".parse().unwrap());
+                Some((Ok(Frame::trailers(trailers)), i + 1))
+            } else {
+                None
+            }
+        });
+        return Response::builder()
+            .header("trailer", "x-trailer")
+            .body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap();
+    }
+    if path == "/api/v1/login" {
+        let login = state.lock().unwrap().login_user.clone();
+        return match login {
+            Some((user, token)) => json(
+                200,
+                format!(
+                    r#"{{"status":"success","data":{{"userId":"{user}","authToken":"{token}","me":{{"_id":"{user}","username":"u"}}}}}}"#
+                ),
+            ),
+            None => json(
+                401,
+                r#"{"status":"error","error":"Unauthorized","message":"Unauthorized"}"#.to_string(),
+            ),
+        };
+    }
+    if let Some(t) = trailers {
+        // Echo trailers back so a test can see them survive both ways.
+        let mut response = Response::new(full(body));
+        response
+            .headers_mut()
+            .insert("x-echo-trailers", t.len().into());
+        return response;
+    }
+    let mut response = Response::new(full(body));
+    let h = response.headers_mut();
+    h.insert("x-echo-method", req.method().as_str().parse().unwrap());
+    h.insert(
+        "x-echo-uri",
+        target.parse().unwrap_or_else(|_| "bad".parse().unwrap()),
+    );
+    response
+}
+
+fn json(status: u16, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(body))
+        .unwrap()
+}
+
+fn record<B>(
+    state: &Arc<Mutex<State>>,
+    req: &Request<B>,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+) {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    state.lock().unwrap().seen.push(Seen {
+        method: req.method().to_string(),
+        uri: target,
+        version: req.version(),
+        headers: req.headers().clone(),
+        body,
+        trailers,
+    });
+}
+
+fn websocket(req: &mut Request<Incoming>, state: Arc<Mutex<State>>) -> Response<Body> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return json(400, "{}".into());
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Text(text) => {
+                    state.lock().unwrap().ws_messages.push(text.to_string());
+                    if ws.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Binary(data) => {
+                    if ws.send(Message::Binary(data)).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", accept)
+        .body(full(Bytes::new()))
+        .unwrap()
+}

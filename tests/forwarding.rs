@@ -1,0 +1,484 @@
+//! Transparency: everything that is not intercepted reaches the chat server
+//! exactly as the client sent it, and the answer comes back unchanged.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Forwarding never touches Redis; any URL will do for these tests.
+const NO_REDIS: &str = "redis://127.0.0.1:1/0";
+
+async fn gate_for(upstream: &FakeUpstream) -> Gate {
+    let mut opts = GateOptions::new(&upstream.url(), NO_REDIS);
+    opts.wait_ready = false;
+    Gate::start(opts).await
+}
+
+#[tokio::test]
+async fn methods_bodies_queries_and_repeated_headers_reach_the_upstream_unchanged() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+        let body = format!("{method} body \u{00e9}\r\n\0binary");
+        let path = format!("/api/v1/things/{method}?a=1&b=%20x&a=2");
+        let req = with_body(
+            request(method, gate.addr, &path)
+                .header("x-multi", "one")
+                .header("x-multi", "two")
+                .header("content-type", "application/octet-stream")
+                .header("X-Auth-Token", "live-token"),
+            body.clone(),
+        );
+        let resp = send(gate.addr, req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+        assert_eq!(resp.body(), body.as_bytes(), "{method} echo body");
+        assert_eq!(resp.headers()["x-echo-method"], method);
+        assert_eq!(resp.headers()["x-echo-uri"], path.as_str());
+
+        let seen = upstream.seen_path(&format!("/things/{method}"));
+        assert_eq!(seen.len(), 1, "{method} forwarded once");
+        let seen = &seen[0];
+        assert_eq!(seen.method, method);
+        assert_eq!(seen.uri, path);
+        assert_eq!(seen.body, Bytes::from(body.clone()));
+        let multi: Vec<_> = seen.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["one", "two"]);
+        assert_eq!(seen.headers["host"], gate.addr.to_string().as_str());
+        assert_eq!(seen.headers["x-auth-token"], "live-token");
+        assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(seen.headers["x-forwarded-proto"], "http");
+        assert_eq!(
+            seen.headers["x-forwarded-host"],
+            gate.addr.to_string().as_str()
+        );
+    }
+}
+
+#[tokio::test]
+async fn upstream_status_headers_and_body_come_back_unchanged() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    for code in [200u16, 201, 204, 301, 404, 418, 500, 503] {
+        let resp = send(
+            gate.addr,
+            with_body(request("GET", gate.addr, &format!("/status/{code}")), ""),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status().as_u16(), code);
+        assert_eq!(resp.headers()["x-upstream"], "yes");
+        let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; Path=/", "b=2; Path=/"]);
+        if code != 204 && code != 304 {
+            assert_eq!(resp.body(), format!("status {code}").as_bytes());
+        }
+    }
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_forged_forwarding_replaced() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let req = with_body(
+        request("GET", gate.addr, "/hop")
+            .header("connection", "keep-alive, x-drop-me")
+            .header("x-drop-me", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authorization", "Basic eA==")
+            .header("upgrade", "h2c")
+            .header("http2-settings", "AAMAAABkAAQAAP__")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-proto", "https")
+            .header("x-keep", "kept"),
+        "",
+    );
+    let resp = send(gate.addr, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = &upstream.seen_path("/hop")[0];
+    for gone in [
+        "x-drop-me",
+        "keep-alive",
+        "proxy-authorization",
+        "upgrade",
+        "http2-settings",
+    ] {
+        assert!(
+            !seen.headers.contains_key(gone),
+            "{gone} must not be forwarded"
+        );
+    }
+    assert_eq!(seen.headers["x-keep"], "kept");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarding_chain_is_extended() {
+    let upstream = FakeUpstream::start().await;
+    let mut opts = GateOptions::new(&upstream.url(), NO_REDIS)
+        .toml("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]");
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    let req = with_body(
+        request("GET", gate.addr, "/xff")
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "chat.example.org"),
+        "",
+    );
+    send(gate.addr, req).await.unwrap();
+    let seen = &upstream.seen_path("/xff")[0];
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
+    assert_eq!(seen.headers["x-forwarded-host"], "chat.example.org");
+}
+
+#[tokio::test]
+async fn smuggling_attempts_are_refused_and_never_forwarded() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let cases: [&[u8]; 3] = [
+        b"POST /smuggle1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /smuggle2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /smuggle3 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    ];
+    for bytes in cases {
+        let (answer, closed) = raw_exchange_closed(gate.addr, bytes, Duration::from_secs(2)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(closed, "connection must be closed after a framing error");
+    }
+    assert!(upstream.seen_path("smuggle").is_empty());
+    assert!(upstream.seen_path("/smuggled").is_empty());
+}
+
+#[tokio::test]
+async fn dead_upstream_answers_502_json() {
+    let port = free_port();
+    let mut opts = GateOptions::new(&format!("http://127.0.0.1:{port}"), NO_REDIS);
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    let resp = send(
+        gate.addr,
+        with_body(request("GET", gate.addr, "/anything"), ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(
+        resp.body(),
+        r#"{"success":false,"error":"Upstream unavailable [error-bad-gateway]","errorType":"error-bad-gateway"}"#
+    );
+    assert!(
+        gate.metrics()
+            .await
+            .contains("sessiongate_upstream_errors_total{kind=\"connect\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn slow_upstream_answers_504_json() {
+    let upstream = FakeUpstream::start().await;
+    let mut opts =
+        GateOptions::new(&upstream.url(), NO_REDIS).toml("[proxy]\nresponse_timeout_ms = 200");
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    let resp = send(
+        gate.addr,
+        with_body(request("GET", gate.addr, "/slow/2000"), ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(
+        resp.body(),
+        r#"{"success":false,"error":"Upstream timed out [error-gateway-timeout]","errorType":"error-gateway-timeout"}"#
+    );
+}
+
+#[tokio::test]
+async fn streamed_response_keeps_its_trailers() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = request("GET", gate.addr, "/stream/5")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    assert_eq!(
+        collected.to_bytes(),
+        "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"
+    );
+    assert_eq!(trailers.expect("trailers relayed")["x-trailer"], "done");
+}
+
+#[tokio::test]
+async fn request_trailers_reach_the_upstream() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let frames = futures_util::stream::iter(vec![
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("part"))),
+        Ok(Frame::trailers({
+            let mut t = http::HeaderMap::new();
+            t.insert("x-checksum", "abc".parse().unwrap());
+            t
+        })),
+    ]);
+    let req = request("POST", gate.addr, "/with-trailers")
+        .header("trailer", "x-checksum")
+        .body(StreamBody::new(frames))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = &upstream.seen_path("/with-trailers")[0];
+    assert_eq!(seen.body, "part");
+    assert_eq!(
+        seen.trailers.as_ref().expect("trailers forwarded")["x-checksum"],
+        "abc"
+    );
+}
+
+#[tokio::test]
+async fn hundred_megabyte_upload_streams_with_flat_memory() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    const CHUNK: usize = 256 * 1024;
+    const CHUNKS: usize = 400; // 100 MiB
+    let chunk = Bytes::from(vec![0x5au8; CHUNK]);
+    let frames = futures_util::stream::iter(
+        (0..CHUNKS).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
+    );
+    let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let pid = gate.pid();
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        for _ in 0..2000 {
+            peak = peak.max(rss_kib(pid));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        peak
+    });
+    let req = request("POST", gate.addr, "/upload")
+        .body(StreamBody::new(frames))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body).to_string();
+    let expected_len = (CHUNK * CHUNKS).to_string();
+    assert!(text.starts_with(&format!("{expected_len} ")), "{text}");
+    let peak_during = rss_kib(pid);
+    sampler.abort();
+    assert!(
+        peak_during < 50 * 1024,
+        "gate RSS {peak_during} KiB after a 100 MiB upload"
+    );
+}
+
+#[tokio::test]
+async fn websocket_echoes_through_the_gate() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/websocket", gate.addr))
+        .await
+        .expect("websocket handshake through the gate");
+    assert_eq!(resp.status(), 101);
+    for i in 0..5 {
+        ws.send(Message::Text(format!("hello {i}").into()))
+            .await
+            .unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(2), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, Message::Text(format!("hello {i}").into()));
+    }
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::Binary(vec![1u8, 2, 3].into()));
+    let seen = &upstream.seen_path("/websocket")[0];
+    assert!(!seen.headers.contains_key("sec-websocket-extensions"));
+}
+
+#[tokio::test]
+async fn http2_client_reaches_an_http1_upstream() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://chat.example:8443/h2/path?q=1"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::from("h2 body")))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "h2 body");
+    let seen = &upstream.seen_path("/h2/path")[0];
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(seen.uri, "/h2/path?q=1");
+    assert_eq!(seen.headers["host"], "chat.example:8443");
+    assert_eq!(seen.headers["x-forwarded-host"], "chat.example:8443");
+}
+
+#[tokio::test]
+async fn tls_listener_serves_http1_and_h2_with_a_self_signed_certificate() {
+    use std::sync::Arc;
+    let upstream = FakeUpstream::start().await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let mut opts = GateOptions::new(&upstream.url(), NO_REDIS).toml(&format!(
+        "[server]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    ));
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    for (alpn, want) in [
+        (b"h2".to_vec(), http::Version::HTTP_2),
+        (b"http/1.1".to_vec(), http::Version::HTTP_11),
+    ] {
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+        let tls = connector
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .expect("TLS handshake");
+        let req = http::Request::builder()
+            .uri("https://localhost/tls")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = if want == http::Version::HTTP_2 {
+            let (mut s, c) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(c);
+            let mut req = req;
+            req.headers_mut().remove("host");
+            s.send_request(req).await.unwrap()
+        } else {
+            let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(c);
+            let mut req = req;
+            *req.uri_mut() = "/tls".parse().unwrap();
+            s.send_request(req).await.unwrap()
+        };
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), want);
+    }
+    let seen = upstream.seen_path("/tls");
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .all(|s| s.headers["x-forwarded-proto"] == "https")
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let upstream = FakeUpstream::start().await;
+    let mut gate = gate_for(&upstream).await;
+    let addr = gate.addr;
+    let in_flight =
+        tokio::spawn(
+            async move { send(addr, with_body(request("GET", addr, "/slow/1500"), "")).await },
+        );
+    assert!(
+        eventually(Duration::from_secs(2), || !upstream
+            .seen_path("/slow/1500")
+            .is_empty())
+        .await
+    );
+    gate.signal("TERM");
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body(), "slow done");
+    assert_eq!(gate.wait_exit(Duration::from_secs(5)).await, Some(0));
+    // The listener is closed after the drain.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[tokio::test]
+async fn h2c_upgrade_is_not_honoured() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let answer = raw_exchange(
+        gate.addr,
+        b"GET /h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer} {:?} {}",
+        upstream.seen(),
+        gate.log()
+    );
+    let seen = &upstream.seen_path("/h2c")[0];
+    assert!(!seen.headers.contains_key("upgrade"));
+    assert!(!seen.headers.contains_key("http2-settings"));
+}
