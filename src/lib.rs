@@ -2,5 +2,7 @@
 //! chat servers.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod revocation;
+pub mod route;
