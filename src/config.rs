@@ -389,6 +389,10 @@ fn error_key(path: &str, message: &str) -> String {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next());
     match (parent, unknown) {
+        // serde_path_to_error already ends the path with the unknown field.
+        (parent, Some(field)) if parent == field || parent.ends_with(&format!(".{field}")) => {
+            parent.to_string()
+        }
         ("", Some(field)) => field.to_string(),
         (parent, Some(field)) => format!("{parent}.{field}"),
         ("", None) => "config".to_string(),

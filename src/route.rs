@@ -1,7 +1,70 @@
-//! TEMPORARY stand-in; replaced by the canonicalizing classifier.
-use http::{HeaderMap, Method, Uri};
+//! Request classification: canonicalize the path once, in one place, and decide
+//! which gate behaviour (if any) a request gets.
+//!
+//! Security policy (SPEC §1 "Path matching", §8): the logout endpoint must not be
+//! bypassable. Whenever a path *might* reach the upstream's logout handler, it is
+//! intercepted; over-intercepting costs nothing because no legitimate client sends
+//! odd spellings of these paths. The only paths deliberately left alone are the
+//! ones the spec names as not routed by Rocket.Chat: a leading `//` (Meteor parses
+//! `new URL("//api/…", base)` as a host, not a path) and case changes (routing is
+//! case-sensitive).
+//!
+//! Canonicalization, applied to `uri.path()` only (origin-form, absolute-form and
+//! HTTP/2 `:path` alike; the query never matters):
+//! 1. A raw path starting with `//` is not canonicalized at all (→ [`Route::Other`]).
+//! 2. Percent-escapes are decoded until none is left (`%2574` → `%74` → `t`),
+//!    `%2F` included; a literal or decoded `?`/`#` ends the path; invalid escapes
+//!    stay literal. `\` counts as `/` (WHATWG URL parsing, used by Meteor, does so).
+//! 3. Each segment loses its `;params` and trailing whitespace/control characters.
+//! 4. Empty segments collapse (`//` inside, trailing `/`) and `.`/`..` resolve
+//!    (RFC 3986 §5.2.4). Because collapsing before or after dot-resolution gives
+//!    different answers for paths like `/websocket//..`, [`classify`] tries both
+//!    orders and keeps the most specific route.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, Method, Uri};
+
+const LOGOUT_PATH: &str = "/api/v1/sessions/logout";
+const LOGIN_PATH: &str = "/api/v1/login";
+const USER_LOGOUT_PATH: &str = "/api/v1/logout";
+const DEVICE_API_PREFIX: &str = "/api/v1/sessions/";
+const SOCKJS_PREFIX: &str = "/sockjs/";
+
+/// Headers that common frameworks honour to tunnel a method through another one.
+static OVERRIDE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// What the gate does with a request; decided once per request by [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/v1/sessions/logout` (or a method override to POST): answered by
+    /// the gate, never forwarded.
+    SessionsLogout,
+    /// `POST /api/v1/login`: forwarded; the gate captures sessions from the answer.
+    Login,
+    /// `POST /api/v1/logout`: a user logging out their own session.
+    UserLogout,
+    /// `GET /websocket` or `/sockjs/websocket` (raw DDP frames, `sockjs: false`),
+    /// or `GET /sockjs/<server>/<session>/websocket` (SockJS framing, `sockjs: true`).
+    Websocket { sockjs: bool },
+    /// `POST /sockjs/<server>/<session>/xhr_send` or `…/jsonp_send`: DDP messages
+    /// in a request body. `xhr_send` carries a JSON array of strings; `jsonp_send`
+    /// carries the same array either raw or form-encoded as `d=<array>`. Extra
+    /// trailing segments are not routed by sockjs-node (its patterns end in `[/]?$`),
+    /// so they classify as [`Route::Other`].
+    SockJsSend,
+    /// The device-management endpoints under `/api/v1/sessions/` (any method).
+    DeviceApi(DeviceEndpoint),
+    /// Everything else: forwarded unchanged.
+    Other,
+}
+
+/// The `/api/v1/sessions/<name>` endpoints other than `logout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceEndpoint {
     List,
     Info,
@@ -10,18 +73,8 @@ pub enum DeviceEndpoint {
     InfoAdmin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    SessionsLogout,
-    Login,
-    UserLogout,
-    Websocket { sockjs: bool },
-    SockJsSend,
-    DeviceApi(DeviceEndpoint),
-    Other,
-}
-
 impl Route {
+    /// Metrics label: the canonical route name, never the raw path (bounded cardinality).
     pub fn label(&self) -> &'static str {
         match self {
             Route::SessionsLogout => "sessions_logout",
@@ -33,12 +86,887 @@ impl Route {
             Route::Other => "other",
         }
     }
+
+    /// Preference when two canonical forms of one path disagree: the logout
+    /// interception wins over everything, `Other` loses to everything.
+    fn precedence(&self) -> u8 {
+        match self {
+            Route::SessionsLogout => 6,
+            Route::UserLogout => 5,
+            Route::Login => 4,
+            Route::DeviceApi(_) => 3,
+            Route::SockJsSend => 2,
+            Route::Websocket { .. } => 1,
+            Route::Other => 0,
+        }
+    }
 }
 
-pub fn classify(method: &Method, uri: &Uri, _headers: &HeaderMap) -> Route {
-    if method == Method::POST && uri.path() == "/api/v1/sessions/logout" {
-        Route::SessionsLogout
+/// Classify a request. Pure and cheap: a path without `%`, `;`, `\`, dot segments,
+/// `//` or a trailing slash is matched without allocating.
+pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
+    let Some(forms) = canonical_forms(uri.path()) else {
+        return Route::Other;
+    };
+    let primary = classify_canonical(&forms.primary, method, uri, headers);
+    match &forms.alternative {
+        Some(alt) => {
+            let other = classify_canonical(alt, method, uri, headers);
+            if other.precedence() > primary.precedence() {
+                other
+            } else {
+                primary
+            }
+        }
+        None => primary,
+    }
+}
+
+/// The canonical form of a raw request path (see the module docs), or `None` when
+/// the upstream would not route it to an API handler at all (a leading `//`).
+///
+/// When the path mixes `..` with empty segments, [`classify`] also considers the
+/// strict RFC 3986 resolution (empty segments kept until dots are resolved); this
+/// function returns the collapse-first form only.
+pub fn canonical_path(raw_path: &str) -> Option<String> {
+    canonical_forms(raw_path).map(|forms| forms.primary.into_owned())
+}
+
+/// One or two canonical spellings of a path.
+struct Forms<'a> {
+    /// Empty segments collapsed before `.`/`..` are resolved (nginx `merge_slashes`).
+    primary: Cow<'a, str>,
+    /// RFC 3986 §5.2.4 / WHATWG order (`/a//..` → `/a`), only when it differs.
+    alternative: Option<String>,
+}
+
+fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
+    if raw.starts_with("//") {
+        return None;
+    }
+    if is_already_canonical(raw) {
+        return Some(Forms {
+            primary: Cow::Borrowed(raw),
+            alternative: None,
+        });
+    }
+    let decoded = percent_decode_fully(raw.as_bytes(), true);
+    let text = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<&str> = text.split(['/', '\\']).map(clean_segment).collect();
+    // The part before the first slash is the root, not a segment; a path that does
+    // not start with a slash is treated as if it did (intercept when unsure).
+    if segments.first().is_some_and(|first| first.is_empty()) {
+        segments.remove(0);
+    }
+    let primary = resolve(&segments, true);
+    let mixes_dots_and_empties =
+        segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
+    let alternative = if mixes_dots_and_empties {
+        Some(resolve(&segments, false)).filter(|alt| *alt != primary)
     } else {
-        Route::Other
+        None
+    };
+    Some(Forms {
+        primary: Cow::Owned(primary),
+        alternative,
+    })
+}
+
+/// Fast pre-check for the common case: nothing to decode, strip or resolve.
+fn is_already_canonical(raw: &str) -> bool {
+    if raw == "/" {
+        return true;
+    }
+    let Some(rest) = raw.strip_prefix('/') else {
+        return false;
+    };
+    let plain_bytes = rest
+        .bytes()
+        .all(|b| !matches!(b, b'%' | b';' | b'\\' | b'?' | b'#') && b > b' ' && b < 0x7f);
+    plain_bytes
+        && rest
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+}
+
+/// Decode `%XX` escapes until none is left, in one linear pass.
+///
+/// Decoding into a stack and re-checking its tail after every byte reaches the same
+/// result as decoding the whole string again and again (escapes cannot overlap, so
+/// the order of decoding does not matter), but in O(n) instead of O(n²) for inputs
+/// like `%25252525…74`. With `path` set, a literal or decoded `?`/`#` ends the input:
+/// whatever follows is a query or fragment, not path.
+fn percent_decode_fully(input: &[u8], path: bool) -> Vec<u8> {
+    let ends_path = |b: u8| path && (b == b'?' || b == b'#');
+    let mut out = Vec::with_capacity(input.len());
+    for &byte in input {
+        if ends_path(byte) {
+            break;
+        }
+        out.push(byte);
+        while let Some(decoded) = trailing_escape(&out) {
+            out.truncate(out.len().saturating_sub(3));
+            if ends_path(decoded) {
+                return out;
+            }
+            out.push(decoded);
+        }
+    }
+    out
+}
+
+/// The byte a buffer's last three bytes encode, if they are a valid `%XX` escape.
+fn trailing_escape(buf: &[u8]) -> Option<u8> {
+    match buf {
+        [.., b'%', high, low] => Some((hex_value(*high)? << 4) | hex_value(*low)?),
+        _ => None,
+    }
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Drop `;params` and trailing whitespace/control characters from one segment.
+fn clean_segment(segment: &str) -> &str {
+    let without_params = segment.split_once(';').map_or(segment, |(head, _)| head);
+    without_params.trim_end_matches(is_trailing_junk)
+}
+
+/// Whitespace in the widest sense: Unicode White_Space, controls (NUL, CR, LF, …),
+/// and the zero-width characters JavaScript's `trim` or sloppy clients leave behind.
+fn is_trailing_junk(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || c == '\u{feff}' || c == '\u{200b}'
+}
+
+/// Resolve `.`/`..` (RFC 3986 §5.2.4) and join the segments into an absolute path.
+/// `collapse_first` drops empty segments before resolving; otherwise they count as
+/// segments for `..` and are dropped afterwards.
+fn resolve(segments: &[&str], collapse_first: bool) -> String {
+    let mut stack: Vec<&str> = Vec::with_capacity(segments.len());
+    for &segment in segments {
+        match segment {
+            "." => {}
+            ".." => {
+                stack.pop();
+            }
+            "" if collapse_first => {}
+            other => stack.push(other),
+        }
+    }
+    let mut path = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+    for segment in stack.iter().filter(|segment| !segment.is_empty()) {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+fn classify_canonical(path: &str, method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
+    let post_only = |route: Route| {
+        if is_effective_post(method, uri, headers) {
+            route
+        } else {
+            Route::Other
+        }
+    };
+    match path {
+        LOGOUT_PATH => post_only(Route::SessionsLogout),
+        LOGIN_PATH => post_only(Route::Login),
+        USER_LOGOUT_PATH => post_only(Route::UserLogout),
+        // Meteor rewrites `/websocket` to sockjs-node's raw endpoint `/sockjs/websocket`.
+        "/websocket" | "/sockjs/websocket" if method == Method::GET => {
+            Route::Websocket { sockjs: false }
+        }
+        _ => {
+            if let Some(name) = path.strip_prefix(DEVICE_API_PREFIX) {
+                device_endpoint(name).map_or(Route::Other, Route::DeviceApi)
+            } else if let Some(rest) = path.strip_prefix(SOCKJS_PREFIX) {
+                classify_sockjs(rest, method)
+            } else {
+                Route::Other
+            }
+        }
+    }
+}
+
+fn device_endpoint(name: &str) -> Option<DeviceEndpoint> {
+    match name {
+        "list" => Some(DeviceEndpoint::List),
+        "info" => Some(DeviceEndpoint::Info),
+        "logout.me" => Some(DeviceEndpoint::LogoutMe),
+        "list.all" => Some(DeviceEndpoint::ListAll),
+        "info.admin" => Some(DeviceEndpoint::InfoAdmin),
+        _ => None,
+    }
+}
+
+/// `<server>/<session>/<transport>` after the `/sockjs/` prefix. Canonical paths
+/// have no empty segments, so three parts means exactly three non-empty segments.
+fn classify_sockjs(rest: &str, method: &Method) -> Route {
+    let mut parts = rest.split('/');
+    let (Some(_server), Some(_session), Some(transport), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Route::Other;
+    };
+    match transport {
+        "websocket" if method == Method::GET => Route::Websocket { sockjs: true },
+        "xhr_send" | "jsonp_send" if method.as_str().eq_ignore_ascii_case("POST") => {
+            Route::SockJsSend
+        }
+        _ => Route::Other,
+    }
+}
+
+/// POST, or any method carrying an override to POST (SPEC §8). A POST that carries
+/// an override to another method stays a POST: when unsure, intercept. The method
+/// is compared ignoring case because intercepting a lowercase `post` costs nothing.
+fn is_effective_post(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
+    method.as_str().eq_ignore_ascii_case("POST")
+        || OVERRIDE_HEADERS.iter().any(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .any(|value| header_names_post(value.as_bytes()))
+        })
+        || uri.query().is_some_and(query_overrides_to_post)
+}
+
+/// A header value (or any comma-separated item of it) equal to POST, any case.
+fn header_names_post(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(b"POST"))
+}
+
+/// A `_method` query parameter (name any case, also `_method[]`-style array keys)
+/// whose value decodes to POST, any case.
+fn query_overrides_to_post(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_query_component(name);
+        let name = name.trim_ascii();
+        let is_method_param = name.eq_ignore_ascii_case(b"_method")
+            || name
+                .get(..8)
+                .is_some_and(|head| head.eq_ignore_ascii_case(b"_method["));
+        is_method_param
+            && decode_query_component(value)
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"POST")
+    })
+}
+
+/// Form-style decoding (`+` is a space), repeated until stable like the path.
+fn decode_query_component(component: &str) -> Vec<u8> {
+    let spaced: Vec<u8> = component
+        .bytes()
+        .map(|b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_decode_fully(&spaced, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn classify_str(method: Method, uri: &str) -> Route {
+        let uri: Uri = uri.parse().expect("test URI parses");
+        classify(&method, &uri, &HeaderMap::new())
+    }
+
+    fn with_header(method: Method, uri: &str, name: &'static str, value: &str) -> Route {
+        let uri: Uri = uri.parse().expect("test URI parses");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).expect("test header value"),
+        );
+        classify(&method, &uri, &headers)
+    }
+
+    fn post(uri: &str) -> Route {
+        classify_str(Method::POST, uri)
+    }
+
+    // --- SPEC §1 "Path matching" ---
+
+    #[test]
+    fn exact_logout_post_is_intercepted() {
+        assert_eq!(post("/api/v1/sessions/logout"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn percent_encoded_letter_is_intercepted() {
+        assert_eq!(post("/api/v1/sessions/logou%74"), Route::SessionsLogout);
+        assert_eq!(post("/%61pi/v1/%73essions/logout"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn double_encoded_letter_is_intercepted() {
+        assert_eq!(post("/api/v1/sessions/logou%2574"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions/logou%252574"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn escape_split_by_another_escape_is_intercepted() {
+        // `%%37%34` → `%74` → `t`
+        assert_eq!(post("/api/v1/sessions/logou%%37%34"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn trailing_slashes_are_intercepted() {
+        assert_eq!(post("/api/v1/sessions/logout/"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions/logout//"), Route::SessionsLogout);
+        assert_eq!(
+            post("/api/v1/sessions/logout///%2F/"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn trailing_whitespace_is_intercepted() {
+        for tail in [
+            "%20",
+            "%09",
+            "%0D%0A",
+            "%00",
+            "%C2%A0",
+            "%E3%80%80",
+            "%EF%BB%BF",
+            "%20/%20/",
+            "%2520",
+        ] {
+            let path = format!("/api/v1/sessions/logout{tail}");
+            assert_eq!(post(&path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
+    fn query_string_does_not_matter() {
+        assert_eq!(post("/api/v1/sessions/logout?x=1"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions/logout/?"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn decoded_question_mark_ends_the_path() {
+        assert_eq!(post("/api/v1/sessions/logout%3Fx=1"), Route::SessionsLogout);
+        assert_eq!(
+            post("/api/v1/sessions/logout%23frag"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn absolute_form_target_is_intercepted() {
+        assert_eq!(
+            post("http://host/api/v1/sessions/logout"),
+            Route::SessionsLogout
+        );
+        assert_eq!(
+            post("https://host:8443/api/v1/sessions/logou%74/?a=b"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn http2_path_pseudo_header_is_intercepted() {
+        // hyper builds an HTTP/2 request URI from :scheme, :authority and :path.
+        let uri = Uri::builder()
+            .scheme("https")
+            .authority("chat.example")
+            .path_and_query("/api/v1/sessions/logout/")
+            .build()
+            .expect("valid parts");
+        assert_eq!(
+            classify(&Method::POST, &uri, &HeaderMap::new()),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn leading_double_slash_is_forwarded() {
+        assert_eq!(post("//api/v1/sessions/logout"), Route::Other);
+        assert_eq!(post("http://host//api/v1/sessions/logout"), Route::Other);
+        assert_eq!(canonical_path("//api/v1/sessions/logout"), None);
+    }
+
+    #[test]
+    fn case_changes_are_forwarded() {
+        assert_eq!(post("/API/v1/sessions/logout"), Route::Other);
+        assert_eq!(post("/api/V1/sessions/logout"), Route::Other);
+        assert_eq!(post("/api/v1/sessions/Logout"), Route::Other);
+        assert_eq!(post("/api/v1/sessions/logou%54"), Route::Other);
+    }
+
+    #[test]
+    fn non_post_methods_are_forwarded() {
+        for method in [
+            Method::GET,
+            Method::PUT,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+        ] {
+            assert_eq!(
+                classify_str(method, "/api/v1/sessions/logout"),
+                Route::Other
+            );
+        }
+    }
+
+    #[test]
+    fn lowercase_post_method_is_intercepted() {
+        let method = Method::from_bytes(b"post").expect("extension method");
+        assert_eq!(
+            classify_str(method, "/api/v1/sessions/logout"),
+            Route::SessionsLogout
+        );
+    }
+
+    // --- SPEC §8 ---
+
+    #[test]
+    fn semicolon_params_are_intercepted() {
+        assert_eq!(post("/api/v1/sessions/logout;x=1"), Route::SessionsLogout);
+        assert_eq!(post("/api;a/v1;b/sessions/logout;"), Route::SessionsLogout);
+        assert_eq!(
+            post("/api/v1/sessions/logout%3Bjsessionid=1"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn encoded_slashes_are_intercepted() {
+        assert_eq!(post("/api%2Fv1%2fsessions%2Flogout"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions%252Flogout"), Route::SessionsLogout);
+        // Decoded leading `//` is not the literal `//` the spec exempts: intercept.
+        assert_eq!(post("/%2Fapi/v1/sessions/logout"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn dot_segments_are_intercepted() {
+        assert_eq!(post("/api/v1/./sessions/logout"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/x/../sessions/logout"), Route::SessionsLogout);
+        assert_eq!(post("/../api/v1/sessions/logout"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions/logout/."), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions/logout/x/.."), Route::SessionsLogout);
+        assert_eq!(
+            post("/api/v1/%2e/sessions/x/%2E%2E/logout"),
+            Route::SessionsLogout
+        );
+        assert_eq!(
+            post("/api/v1/sessions/x/..;y/logout"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn both_dot_resolution_orders_are_intercepted() {
+        // Collapse-first: `/api/v1/sessions/logout`.
+        assert_eq!(post("/api/v1/sessions/x//../logout"), Route::SessionsLogout);
+        // RFC 3986 order (the `..` removes the empty segment): `/api/v1/sessions/logout`.
+        assert_eq!(post("/api/v1/sessions/logout//.."), Route::SessionsLogout);
+        // A segment that trims to nothing counts as empty for the RFC order too.
+        assert_eq!(
+            post("/api/v1/sessions/logout/%20/.."),
+            Route::SessionsLogout
+        );
+        assert_eq!(post("/api/v1/sessions/logout/;x/.."), Route::SessionsLogout);
+        assert_eq!(
+            canonical_path("/api/v1/sessions/logout//.."),
+            Some("/api/v1/sessions".into())
+        );
+    }
+
+    #[test]
+    fn backslash_counts_as_slash() {
+        assert_eq!(post("/api\\v1\\sessions\\logout"), Route::SessionsLogout);
+        assert_eq!(post("/api/v1/sessions/logout%5C"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn duplicate_inner_slashes_are_intercepted() {
+        assert_eq!(post("/api/v1//sessions/logout"), Route::SessionsLogout);
+        assert_eq!(post("/api///v1/sessions//logout"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn override_headers_to_post_are_intercepted() {
+        for name in [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+        ] {
+            for value in ["POST", "post", " PoSt ", "GET, POST"] {
+                assert_eq!(
+                    with_header(Method::GET, "/api/v1/sessions/logout", name, value),
+                    Route::SessionsLogout,
+                    "{name}: {value}"
+                );
+            }
+            assert_eq!(
+                with_header(Method::PUT, "/api/v1/sessions/logout", name, "DELETE"),
+                Route::Other
+            );
+        }
+    }
+
+    #[test]
+    fn post_with_override_to_other_method_is_still_intercepted() {
+        assert_eq!(
+            with_header(
+                Method::POST,
+                "/api/v1/sessions/logout",
+                "x-http-method-override",
+                "GET"
+            ),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn method_query_parameter_to_post_is_intercepted() {
+        for query in [
+            "_method=POST",
+            "_method=post",
+            "x=1&_METHOD=Post",
+            "_method=%50OST",
+            "_method=%2550OST",
+            "%5Fmethod=POST",
+            "_method[]=POST",
+            "_method=+POST+",
+            "a=1;_method=POST",
+        ] {
+            let uri = format!("/api/v1/sessions/logout?{query}");
+            assert_eq!(
+                classify_str(Method::GET, &uri),
+                Route::SessionsLogout,
+                "{query}"
+            );
+        }
+        assert_eq!(
+            classify_str(Method::GET, "/api/v1/sessions/logout?_method=GET"),
+            Route::Other
+        );
+        assert_eq!(
+            classify_str(Method::GET, "/api/v1/sessions/logout?method=POST"),
+            Route::Other
+        );
+    }
+
+    #[test]
+    fn override_only_matters_on_the_logout_path() {
+        assert_eq!(
+            with_header(Method::GET, "/api/v1/me", "x-http-method-override", "POST"),
+            Route::Other
+        );
+    }
+
+    // --- other routes ---
+
+    #[test]
+    fn login_and_user_logout_need_post() {
+        assert_eq!(post("/api/v1/login"), Route::Login);
+        assert_eq!(post("/api/v1/logi%6E/"), Route::Login);
+        assert_eq!(classify_str(Method::GET, "/api/v1/login"), Route::Other);
+        assert_eq!(post("/api/v1/logout"), Route::UserLogout);
+        assert_eq!(classify_str(Method::GET, "/api/v1/logout"), Route::Other);
+    }
+
+    #[test]
+    fn device_api_endpoints_match_any_method() {
+        let cases = [
+            ("list", DeviceEndpoint::List),
+            ("info", DeviceEndpoint::Info),
+            ("logout.me", DeviceEndpoint::LogoutMe),
+            ("list.all", DeviceEndpoint::ListAll),
+            ("info.admin", DeviceEndpoint::InfoAdmin),
+        ];
+        for (name, endpoint) in cases {
+            let uri = format!("/api/v1/sessions/{name}?count=10");
+            assert_eq!(classify_str(Method::GET, &uri), Route::DeviceApi(endpoint));
+            assert_eq!(post(&uri), Route::DeviceApi(endpoint));
+        }
+        assert_eq!(
+            classify_str(Method::GET, "/api/v1/sessions/other"),
+            Route::Other
+        );
+    }
+
+    #[test]
+    fn websocket_endpoints_need_get() {
+        let get = |uri| classify_str(Method::GET, uri);
+        assert_eq!(get("/websocket"), Route::Websocket { sockjs: false });
+        assert_eq!(get("/websocket/?x=1"), Route::Websocket { sockjs: false });
+        assert_eq!(get("/sockjs/websocket"), Route::Websocket { sockjs: false });
+        assert_eq!(
+            get("/sockjs/123/abcd/websocket"),
+            Route::Websocket { sockjs: true }
+        );
+        assert_eq!(get("/websocket//.."), Route::Websocket { sockjs: false });
+        assert_eq!(post("/websocket"), Route::Other);
+        assert_eq!(get("/sockjs/1/websocket/x"), Route::Other);
+    }
+
+    #[test]
+    fn sockjs_send_needs_post_and_exact_shape() {
+        assert_eq!(post("/sockjs/123/abcd/xhr_send"), Route::SockJsSend);
+        assert_eq!(post("/sockjs/123/abcd/xhr_send/"), Route::SockJsSend);
+        assert_eq!(post("/sockjs/123/abcd/xhr_sen%64"), Route::SockJsSend);
+        assert_eq!(post("/sockjs/123/abcd/jsonp_send"), Route::SockJsSend);
+        assert_eq!(
+            classify_str(Method::GET, "/sockjs/123/abcd/xhr_send"),
+            Route::Other
+        );
+        assert_eq!(post("/sockjs/123/abcd/xhr_send/extra"), Route::Other);
+        assert_eq!(post("/sockjs/abcd/xhr_send"), Route::Other);
+        assert_eq!(post("/sockjs/123/abcd/xhr"), Route::Other);
+    }
+
+    #[test]
+    fn labels_are_stable() {
+        let labels: Vec<&str> = [
+            Route::SessionsLogout,
+            Route::Login,
+            Route::UserLogout,
+            Route::Websocket { sockjs: true },
+            Route::SockJsSend,
+            Route::DeviceApi(DeviceEndpoint::List),
+            Route::Other,
+        ]
+        .iter()
+        .map(Route::label)
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "sessions_logout",
+                "login",
+                "user_logout",
+                "websocket",
+                "sockjs_send",
+                "device_api",
+                "other"
+            ]
+        );
+    }
+
+    // --- canonical_path ---
+
+    #[test]
+    fn canonical_path_borrows_plain_paths_unchanged() {
+        for path in [
+            "/",
+            "/api/v1/me",
+            "/api/v1/sessions/logout",
+            "/a.b/c..d/...",
+        ] {
+            assert!(is_already_canonical(path), "{path}");
+            assert_eq!(canonical_path(path).as_deref(), Some(path));
+        }
+    }
+
+    #[test]
+    fn canonical_path_examples() {
+        let cases = [
+            ("/api/v1/sessions/logou%74/", "/api/v1/sessions/logout"),
+            ("/a/%2e%2e/%2E/b;x/", "/b"),
+            ("/a%00b", "/a\0b"),
+            ("/a%zz", "/a%zz"),
+            ("/a%", "/a%"),
+            ("/%FF", "/\u{fffd}"),
+            ("*", "/*"),
+            ("", "/"),
+            ("/..", "/"),
+        ];
+        for (raw, canonical) in cases {
+            assert_eq!(canonical_path(raw).as_deref(), Some(canonical), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_encoding_decodes_in_linear_time() {
+        // 50k levels of `%25` nesting: quadratic decoding would take seconds.
+        let mut path = String::from("/api/v1/sessions/logou%");
+        path.push_str(&"25".repeat(50_000));
+        path.push_str("74");
+        assert_eq!(
+            canonical_path(&path).as_deref(),
+            Some("/api/v1/sessions/logout")
+        );
+    }
+
+    // --- property tests ---
+
+    /// Percent-encode one character as UTF-8, optionally several times over.
+    fn encode_char(c: char, depth: u8, lower: bool) -> String {
+        let mut buf = [0u8; 4];
+        let mut out: String = c
+            .encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| {
+                if lower {
+                    format!("%{b:02x}")
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        for _ in 1..depth {
+            out = out.replace('%', "%25");
+        }
+        out
+    }
+
+    /// Spell `path` (which starts with `/`) with random escapes, `;params`, dot
+    /// segments, inner duplicate slashes and trailing junk. The result parses as a
+    /// URI path and means the same to a lenient router.
+    fn variant_of(path: &'static str) -> impl Strategy<Value = String> {
+        let segments: Vec<&'static str> = path.split('/').skip(1).collect();
+        let n = segments.len();
+        (
+            // Half the characters stay literal, the rest are encoded 1–3 times.
+            prop::collection::vec(
+                ((0u8..8).prop_map(|d| d.saturating_sub(4)), any::<bool>()),
+                path.len(),
+            ),
+            prop::collection::vec(0u8..6, n),
+            prop::collection::vec(0u8..6, 0..6),
+            prop::option::of("[a-z0-9=&]{0,12}"),
+        )
+            .prop_map(move |(char_enc, decorations, tail, query)| {
+                let mut out = String::from("/");
+                let mut chars = char_enc.iter();
+                for (i, segment) in segments.iter().enumerate() {
+                    if i > 0 {
+                        // The separator itself may be encoded too.
+                        match chars.next() {
+                            Some(&(d, lower)) if d > 0 => out.push_str(&encode_char('/', d, lower)),
+                            _ => out.push('/'),
+                        }
+                    }
+                    for c in segment.chars() {
+                        match chars.next() {
+                            Some(&(d, lower)) if d > 0 => out.push_str(&encode_char(c, d, lower)),
+                            _ => out.push(c),
+                        }
+                    }
+                    match decorations.get(i).copied().unwrap_or(0) {
+                        1 => out.push_str(";x=1"),
+                        2 => out.push_str("/."),
+                        3 => out.push_str("/zz/.."),
+                        4 => out.push_str("/%2e/zz/%2E%2e"),
+                        5 if i + 1 < n => out.push('/'),
+                        _ => {}
+                    }
+                }
+                for junk in tail {
+                    out.push_str(match junk {
+                        0 => "/",
+                        1 => "%20",
+                        2 => "%09%0d%0A",
+                        3 => "%00",
+                        4 => "%C2%A0",
+                        _ => "%252F",
+                    });
+                }
+                if let Some(query) = query {
+                    out.push('?');
+                    out.push_str(&query);
+                }
+                out
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn logout_variants_are_intercepted(
+            path in variant_of("/api/v1/sessions/logout"),
+            absolute in any::<bool>(),
+        ) {
+            let target = if absolute { format!("http://chat.example:3000{path}") } else { path };
+            let uri: Uri = target.parse().expect("variant parses as a URI");
+            prop_assert_eq!(classify(&Method::POST, &uri, &HeaderMap::new()), Route::SessionsLogout);
+            let canonical = canonical_path(uri.path());
+            prop_assert_eq!(canonical.as_deref(), Some(LOGOUT_PATH));
+        }
+
+        #[test]
+        fn logout_variants_with_override_are_intercepted(
+            path in variant_of("/api/v1/sessions/logout"),
+            method in prop::sample::select(vec![Method::GET, Method::PUT, Method::DELETE]),
+        ) {
+            let uri: Uri = path.parse().expect("variant parses as a URI");
+            let mut headers = HeaderMap::new();
+            headers.insert("x-http-method-override", HeaderValue::from_static("post"));
+            prop_assert_eq!(classify(&method, &uri, &headers), Route::SessionsLogout);
+            prop_assert_eq!(classify(&method, &uri, &HeaderMap::new()), Route::Other);
+        }
+
+        #[test]
+        fn case_changed_variants_are_forwarded(
+            path in prop_oneof![
+                variant_of("/API/v1/sessions/logout"),
+                variant_of("/api/v1/Sessions/logout"),
+                variant_of("/api/v1/sessions/logouT"),
+            ],
+        ) {
+            prop_assert_eq!(post(&path), Route::Other);
+        }
+
+        #[test]
+        fn leading_double_slash_variants_are_forwarded(
+            path in variant_of("/api/v1/sessions/logout"),
+        ) {
+            let path = format!("/{path}");
+            prop_assert_eq!(post(&path), Route::Other);
+            prop_assert_eq!(post(&format!("http://host{path}")), Route::Other);
+        }
+
+        #[test]
+        fn classify_never_panics(
+            raw in prop_oneof!["[!-~]{0,64}", "/[!-~\u{80}-\u{10ffff}]{0,64}", "https?://[a-z]{1,5}/[!-~]{0,48}"],
+        ) {
+            if let Ok(uri) = raw.parse::<Uri>() {
+                let _ = classify(&Method::POST, &uri, &HeaderMap::new());
+                let _ = classify(&Method::GET, &uri, &HeaderMap::new());
+            }
+        }
+
+        #[test]
+        fn canonical_path_never_panics(raw in any::<String>()) {
+            let _ = canonical_path(&raw);
+        }
+
+        #[test]
+        fn canonical_path_is_idempotent(raw in "/[a-z./;%0-9A-F\\\\ ?#\u{a0}]{0,40}") {
+            if let Some(once) = canonical_path(&raw) {
+                prop_assert!(once.starts_with('/'));
+                prop_assert!(!once.starts_with("//"));
+                prop_assert_eq!(canonical_path(&once), Some(once.clone()));
+            }
+        }
+
+        #[test]
+        fn fast_path_agrees_with_full_canonicalization(raw in "/[a-z./_-]{0,30}") {
+            if is_already_canonical(&raw) {
+                let decoded = percent_decode_fully(raw.as_bytes(), true);
+                let text = String::from_utf8_lossy(&decoded);
+                let segments: Vec<&str> = text.split('/').skip(1).map(clean_segment).collect();
+                prop_assert_eq!(resolve(&segments, true), raw);
+            }
+        }
     }
 }

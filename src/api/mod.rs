@@ -1,5 +1,6 @@
 //! Endpoints the gate answers itself.
 
+pub mod body;
 pub mod error;
 
 use http::Request;
