@@ -12,7 +12,9 @@ use crate::admin::{self, Metrics, Readiness};
 use crate::api::LogoutApi;
 use crate::config::{Config, ConfigError};
 use crate::proxy::Gate;
-use crate::revocation::RevokedSet;
+use crate::revocation::{self, RevokedSet};
+use crate::store::Store;
+use crate::totp::crypto::SecretKey;
 use crate::server;
 
 /// Listeners bound before anything else runs, so a busy port fails fast with
@@ -56,15 +58,28 @@ pub async fn bind(cfg: &Config) -> Result<Bound, ConfigError> {
 }
 
 /// Run the gate until `shutdown` fires, then drain and return.
-pub async fn run(cfg: Config, bound: Bound, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    bound: Bound,
+    store: Store,
+    key: Arc<SecretKey>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     let revoked = RevokedSet::new();
-    let logout = LogoutApi::default();
+    let logout = LogoutApi::new(&cfg, store.clone(), key, revoked.clone(), metrics.clone());
     let gate = Arc::new(
         Gate::new(&cfg, revoked.clone(), metrics.clone(), logout).context("upstream client")?,
     );
-    readiness.set_revocations_synced();
+    // The revoked set must be loaded before /readyz says yes.
+    let sync_task = tokio::spawn(revocation::sync::run(
+        store,
+        revoked,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
 
     let admin_task = tokio::spawn(admin::serve(
         bound.admin,
@@ -82,6 +97,7 @@ pub async fn run(cfg: Config, bound: Bound, shutdown: CancellationToken) -> anyh
     readiness.set_listener_bound();
     server::serve(bound.gate, gate, &cfg.server, shutdown.clone()).await;
     let _ = admin_task.await;
+    sync_task.abort();
     tracing::info!("drained, exiting");
     Ok(())
 }

@@ -99,6 +99,8 @@ pub struct RedisConfig {
     /// Bound on every Redis command: a hanging Redis becomes a 503, not a hang.
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
+    /// CA bundle (PEM) for `rediss://` servers signed by a private CA.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -233,6 +235,7 @@ struct RawRedis {
     prefix: Option<String>,
     command_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
+    tls_ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -307,6 +310,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("redis.prefix", Kind::Str),
     ("redis.command_timeout_ms", Kind::Int),
     ("redis.connect_timeout_ms", Kind::Int),
+    ("redis.tls_ca_file", Kind::Str),
     ("logout.deny_delay_ms", Kind::Int),
     ("logout.rate_limit_per_minute", Kind::Int),
     ("logout.max_body_bytes", Kind::Int),
@@ -568,6 +572,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
             raw.redis.connect_timeout_ms,
             1000,
         )?),
+        tls_ca_file: raw.redis.tls_ca_file.map(PathBuf::from),
     };
     if redis.prefix.is_empty() {
         return Err(ConfigError::new("redis.prefix", "must not be empty"));

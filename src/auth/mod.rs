@@ -1,5 +1,9 @@
 //! Identity facts the gate derives from a request: token hashes and permissions.
 
+pub mod device;
+
+pub use device::device_info;
+
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
@@ -25,6 +29,40 @@ pub fn decode_hash(text: &str) -> Option<TokenHash> {
     bytes.try_into().ok()
 }
 
+/// Meteor's id alphabet (no 0/1/I/O/l lookalikes).
+const METEOR_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// A 17-character Meteor-style id for sessions the upstream did not name.
+pub fn meteor_id() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..17)
+        .map(|_| char::from(METEOR_ALPHABET[rng.random_range(0..METEOR_ALPHABET.len())]))
+        .collect()
+}
+
+/// Role → permission lookup from the `[permissions]` config table
+/// (permission name → roles holding it).
+#[derive(Clone, Debug, Default)]
+pub struct Permissions {
+    by_permission: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Permissions {
+    pub fn new(table: &std::collections::BTreeMap<String, Vec<String>>) -> Self {
+        Self {
+            by_permission: table.clone(),
+        }
+    }
+
+    /// Does any of `roles` hold `permission`? Unknown permissions are denied.
+    pub fn allows(&self, roles: &[String], permission: &str) -> bool {
+        self.by_permission
+            .get(permission)
+            .is_some_and(|holders| roles.iter().any(|r| holders.contains(r)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +79,18 @@ mod tests {
             Some(hash_token("x"))
         );
         assert_eq!(decode_hash("not base64!"), None);
+    }
+
+    #[test]
+    fn permissions_come_from_the_role_map() {
+        let table = std::collections::BTreeMap::from([(
+            "logout-device-management".to_string(),
+            vec!["admin".to_string(), "security".to_string()],
+        )]);
+        let p = Permissions::new(&table);
+        let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(p.allows(&roles(&["user", "security"]), "logout-device-management"));
+        assert!(!p.allows(&roles(&["user"]), "logout-device-management"));
+        assert!(!p.allows(&roles(&["admin"]), "view-device-management"));
     }
 }

@@ -1,0 +1,287 @@
+//! `POST /api/v1/sessions/logout`, answered by the gate (SPEC §1).
+//!
+//! The checks run in exactly the documented order; the first failure answers:
+//! 1 token (401) → 2 rate limit / TOTP lockout (429) → 3 body (400/413) →
+//! 4 permission (403) → 5 TOTP (403 not configured, 400 required/invalid) →
+//! 6 session (404) → 7 revoke (200). Checks 1–2 cost one Redis round trip
+//! (one Lua script) and 5b–7 another; a Redis failure at either answers 503,
+//! never 401/403/404. Nothing here is ever forwarded to the upstream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::admin::Metrics;
+use crate::api::body::{InvalidParams, parse_logout_body};
+use crate::api::error::{ApiError, logout_success};
+use crate::auth::{Permissions, encode_hash, hash_token};
+use crate::body::Body;
+use crate::config::Config;
+use crate::proxy::ConnInfo;
+use crate::revocation::RevokedSet;
+use crate::store::{Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, Store, StoreError};
+use crate::totp::{self, crypto::SecretKey};
+
+/// The permission this endpoint requires.
+pub const PERMISSION: &str = "logout-device-management";
+
+/// Largest request body drained after an early answer so keep-alive survives.
+const DRAIN_AFTER_REFUSAL: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct LogoutApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    key: Arc<SecretKey>,
+    permissions: Permissions,
+    revoked: RevokedSet,
+    metrics: Arc<Metrics>,
+    deny_delay: Duration,
+    rate_limit_per_minute: u32,
+    max_body_bytes: usize,
+    totp_max_failures: u32,
+    totp_lockout_secs: u64,
+    totp_window: u8,
+    token_lifetime_secs: u64,
+}
+
+/// What the audit log records of one attempt. Never the token or the code.
+struct Attempt {
+    user_id: String,
+    session_id: String,
+}
+
+/// The request body as read, before validation (check 3 decides).
+enum ReadBody {
+    Bytes(Bytes),
+    TooLarge,
+    Unreadable,
+}
+
+impl LogoutApi {
+    pub fn new(
+        cfg: &Config,
+        store: Store,
+        key: Arc<SecretKey>,
+        revoked: RevokedSet,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                permissions: Permissions::new(&cfg.permissions),
+                revoked,
+                metrics,
+                deny_delay: cfg.logout.deny_delay,
+                rate_limit_per_minute: cfg.logout.rate_limit_per_minute,
+                max_body_bytes: cfg.logout.max_body_bytes,
+                totp_max_failures: cfg.logout.totp_max_failures,
+                totp_lockout_secs: cfg.logout.totp_lockout.as_secs(),
+                totp_window: cfg.totp.window,
+                token_lifetime_secs: cfg.revocation.token_lifetime.as_secs(),
+            }),
+        }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let inner = &self.inner;
+        let (parts, body) = req.into_parts();
+        let body = read_body(body, inner.max_body_bytes).await;
+        let mut attempt = Attempt {
+            user_id: header_text(&parts.headers, "x-user-id").unwrap_or_default().to_string(),
+            session_id: String::new(),
+        };
+        let result = self.check_and_revoke(&parts.headers, &body, &mut attempt).await;
+        let (outcome, mut response) = match result {
+            Ok(session_id) => ("success", logout_success(&session_id)),
+            Err(err) => (err.outcome(), err.clone().into_response()),
+        };
+        inner.metrics.logout_outcome(outcome);
+        tracing::info!(
+            target: "sessiongate::audit",
+            event = "sessions.logout",
+            caller = ?truncate(&attempt.user_id),
+            session = ?truncate(&attempt.session_id),
+            outcome,
+            status = response.status().as_u16(),
+            client_ip = %conn.peer.ip(),
+        );
+        if matches!(response.status().as_u16(), 401 | 403) && !inner.deny_delay.is_zero() {
+            let max = inner.deny_delay.as_millis() as u64;
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..=max))).await;
+        }
+        if matches!(body, ReadBody::TooLarge) {
+            // The rest of the body is unread: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn check_and_revoke(
+        &self,
+        headers: &HeaderMap,
+        body: &ReadBody,
+        attempt: &mut Attempt,
+    ) -> Result<String, ApiError> {
+        let inner = &self.inner;
+
+        // 1. Who is calling? A revoked token is refused without asking Redis.
+        let user_id = header_text(headers, "x-user-id").ok_or(ApiError::Unauthorized)?;
+        let token = header_text(headers, "x-auth-token").ok_or(ApiError::Unauthorized)?;
+        let token_hash = hash_token(token);
+        if inner.revoked.contains(&token_hash) {
+            return Err(ApiError::Unauthorized);
+        }
+        let token_hash_b64 = encode_hash(&token_hash);
+        let precheck = Precheck {
+            user_id,
+            token_hash_b64: &token_hash_b64,
+            rate_limit: (inner.rate_limit_per_minute > 0).then_some((inner.rate_limit_per_minute, 60)),
+            lockout: (inner.totp_max_failures, inner.totp_lockout_secs),
+        };
+        // 1 + 2 in one round trip.
+        let user = match inner.store.logout_precheck(&precheck).await.map_err(store_error)? {
+            PrecheckOutcome::Unauthorized => return Err(ApiError::Unauthorized),
+            PrecheckOutcome::RateLimited { retry_after_secs } => {
+                return Err(ApiError::TooManyRequests {
+                    retry_after_secs: retry_after_secs.max(1),
+                });
+            }
+            PrecheckOutcome::Authorized { user, .. } => user,
+        };
+
+        // 3. The body.
+        let session_id = match body {
+            ReadBody::TooLarge => return Err(ApiError::BodyTooLarge),
+            ReadBody::Unreadable => return Err(ApiError::InvalidParams(InvalidParams::Malformed.message())),
+            ReadBody::Bytes(bytes) => {
+                let content_type = header_text(headers, header::CONTENT_TYPE.as_str());
+                parse_logout_body(content_type, bytes).map_err(|e| ApiError::InvalidParams(e.message()))?
+            }
+        };
+        attempt.session_id = session_id.clone();
+
+        // 4. Permission.
+        let Some(user) = user else {
+            return Err(ApiError::Forbidden);
+        };
+        if !inner.permissions.allows(&user.roles, PERMISSION) {
+            return Err(ApiError::Forbidden);
+        }
+
+        // 5. Second factor. Fail closed without an enrolled secret.
+        let Some(sealed) = user.totp_secret.as_deref() else {
+            return Err(ApiError::TotpNotConfigured);
+        };
+        let code = header_text(headers, "x-2fa-code").ok_or(ApiError::TotpRequired)?;
+        let method_is_totp = header_text(headers, "x-2fa-method").is_none_or(|m| m.eq_ignore_ascii_case("totp"));
+        let proof = if !method_is_totp {
+            // The gate offers TOTP only (SPEC §10); other methods count as failures.
+            Proof::Invalid
+        } else {
+            let secret = inner.key.decrypt(&user.id, sealed).map_err(|e| {
+                tracing::error!(user = ?truncate(&user.id), error = %e, "cannot open the stored TOTP secret (wrong totp key?)");
+                ApiError::StoreUnavailable
+            })?;
+            match totp::verify_code(&secret, code, crate::clock::unix_secs(), inner.totp_window) {
+                Some(step) => Proof::TotpStep(step),
+                None if totp::backup::looks_like_backup_code(code) => {
+                    Proof::BackupCode(totp::backup::hash_backup_code(code))
+                }
+                None => Proof::Invalid,
+            }
+        };
+
+        // 5b, 6, 7 in one atomic round trip.
+        let window_steps = 2 * u64::from(inner.totp_window) + 1;
+        let commit = Commit {
+            user_id: &user.id,
+            proof,
+            target_session_id: &session_id,
+            logout_by: &user.id,
+            revoked_ttl_secs: inner.token_lifetime_secs,
+            step_marker_ttl_secs: (window_steps + 1) * totp::STEP_SECS,
+            lockout_window_secs: inner.totp_lockout_secs,
+            now_ms: crate::clock::unix_ms(),
+        };
+        match inner.store.logout_commit(&commit).await.map_err(store_error)? {
+            CommitOutcome::TotpInvalid => Err(ApiError::TotpInvalid),
+            CommitOutcome::SessionNotFound => Err(ApiError::SessionNotFound),
+            CommitOutcome::Revoked {
+                token_hash_b64,
+                expires_at_secs,
+            } => {
+                // Enforce here at once; other replicas learn it from the feed.
+                if let Some(hash) = crate::auth::decode_hash(&token_hash_b64) {
+                    inner.revoked.insert(&hash, expires_at_secs);
+                }
+                Ok(session_id)
+            }
+        }
+    }
+}
+
+async fn read_body(body: Incoming, limit: usize) -> ReadBody {
+    let mut body = body;
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return ReadBody::Unreadable;
+        };
+        if let Some(data) = frame.data_ref() {
+            if collected.len() + data.len() > limit {
+                // Keep reading in the background for a while so the client
+                // gets the 413 instead of a reset (lingering close).
+                tokio::spawn(drain(body, DRAIN_AFTER_REFUSAL));
+                return ReadBody::TooLarge;
+            }
+            collected.extend_from_slice(data);
+        }
+    }
+    ReadBody::Bytes(Bytes::from(collected))
+}
+
+async fn drain(mut body: Incoming, mut budget: usize) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame.data_ref().map_or(0, |d| d.len());
+            if len >= budget {
+                break;
+            }
+            budget -= len;
+        }
+    })
+    .await;
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::warn!(error = %e, "logout refused: session store unavailable");
+    ApiError::StoreUnavailable
+}
+
+/// A non-empty header value as text (surrounding whitespace trimmed).
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Client-supplied identifiers are logged bounded (and Debug-escaped).
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
