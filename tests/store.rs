@@ -303,7 +303,15 @@ async fn rate_limit_counts_authorized_requests_in_a_fixed_window(store: Store) {
             .await,
         Ok(PrecheckOutcome::Authorized { .. })
     ));
-    // Rate limiting off.
+    // Rate limiting off: no limit, or a limit of 0.
+    let zero = Precheck {
+        rate_limit: Some((0, 60)),
+        ..precheck("admin1", &admin_hash)
+    };
+    assert!(matches!(
+        store.logout_precheck(&zero).await,
+        Ok(PrecheckOutcome::Authorized { .. })
+    ));
     assert!(matches!(
         store
             .logout_precheck(&precheck("admin1", &admin_hash))
@@ -1062,4 +1070,218 @@ async fn snapshot_reads_a_million_revocations_in_batches() {
         snapshot == expected,
         "snapshot differs from what was stored"
     );
+}
+
+/// Poll `check` until it returns true.
+async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<String> {
+    let info = server.cmd(&["INFO", section]);
+    let text = info.text()?.to_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn sentinel_url_follows_a_failover() {
+    let mut master = RedisServer::start();
+    let master_port = master.port().to_string();
+    let replica = RedisServer::start_with(ServerConfig {
+        args: ["--replicaof", "127.0.0.1", &master_port]
+            .map(String::from)
+            .to_vec(),
+        ..ServerConfig::default()
+    });
+    eventually(Duration::from_secs(10), "replica sync", || {
+        info_field(&replica, "replication", "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    let sentinel = RedisServer::start_with(ServerConfig {
+        sentinel_of: Some(("mymaster".into(), master.port())),
+        ..ServerConfig::default()
+    });
+    eventually(Duration::from_secs(15), "sentinel to discover the replica", || {
+        matches!(sentinel.cmd(&["SENTINEL", "REPLICAS", "mymaster"]), Reply::Array(Some(r)) if !r.is_empty())
+    })
+    .await;
+
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port());
+    let store = Store::redis(options(&url)).expect("options");
+    seed(&store).await;
+    let mut feed = store.revocation_feed();
+    assert_eq!(
+        expect_snapshot(&mut feed, Duration::from_secs(5)).await,
+        vec![]
+    );
+    let at = now_ms();
+    assert!(
+        store
+            .revoke_session("s-victim", "cli", DAY, at)
+            .await
+            .expect("revoke")
+            .is_some()
+    );
+    assert!(matches!(
+        next_event(&mut feed, Duration::from_secs(5)).await,
+        FeedEvent::Revoked { .. }
+    ));
+    assert_eq!(master.cmd(&["WAIT", "1", "5000"]).int(), Some(1));
+
+    master.kill();
+    expect_down(&mut feed, Duration::from_secs(5)).await;
+    // Sentinel promotes the replica; the store finds it by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let revoked_after = loop {
+        match store.revoke_session("s-other", "cli", DAY, now_ms()).await {
+            Ok(result) => break result,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no failover within 30 s: {e}"),
+        }
+    };
+    assert!(
+        revoked_after.is_some(),
+        "the replicated session was revoked on the new master"
+    );
+    assert_eq!(
+        info_field(&replica, "replication", "role").as_deref(),
+        Some("master")
+    );
+    // The feed resyncs from the new master: the old revocation is there.
+    let snapshot = loop {
+        match next_event(&mut feed, Duration::from_secs(10)).await {
+            FeedEvent::Snapshot(entries) => break entries,
+            FeedEvent::Down(_) | FeedEvent::Revoked { .. } => {}
+        }
+    };
+    assert!(
+        snapshot
+            .iter()
+            .any(|(hash, _)| *hash == hash_token("tok-victim")),
+        "{snapshot:?}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_url_runs_the_scripts_on_the_slot_owner_and_feeds_from_any_node() {
+    // The bus port is given explicitly: port + 10000 may be taken or invalid.
+    let buses: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
+    let nodes: Vec<RedisServer> = buses
+        .iter()
+        .map(|bus| {
+            RedisServer::start_with(ServerConfig {
+                args: [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    bus,
+                    "--cluster-node-timeout",
+                    "2000",
+                ]
+                .map(String::from)
+                .to_vec(),
+                ..ServerConfig::default()
+            })
+        })
+        .collect();
+    let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
+    for (node, (from, to)) in nodes.iter().zip(ranges) {
+        assert_eq!(
+            node.cmd(&["CLUSTER", "ADDSLOTSRANGE", from, to]).text(),
+            Some("OK")
+        );
+    }
+    for (other, bus) in nodes.iter().zip(&buses).skip(1) {
+        let port = other.port().to_string();
+        let meet = nodes[0].cmd(&["CLUSTER", "MEET", "127.0.0.1", &port, bus]);
+        assert_eq!(meet.text(), Some("OK"));
+    }
+    for node in &nodes {
+        eventually(Duration::from_secs(20), "cluster_state:ok", || {
+            info_field_cluster(node).as_deref() == Some("ok")
+        })
+        .await;
+    }
+    // The store's keys all hash to the slot of the `{sg:}` tag.
+    let slot = nodes[0]
+        .cmd(&["CLUSTER", "KEYSLOT", "{sg:}user:admin1"])
+        .int();
+    assert_eq!(
+        nodes[0].cmd(&["CLUSTER", "KEYSLOT", "{sg:}revoked"]).int(),
+        slot
+    );
+
+    let hosts: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let store =
+        Store::redis(options(&format!("redis+cluster://{}", hosts.join(",")))).expect("options");
+    seed(&store).await;
+    let mut feed = store.revocation_feed();
+    assert_eq!(
+        expect_snapshot(&mut feed, Duration::from_secs(5)).await,
+        vec![]
+    );
+    assert!(matches!(
+        store
+            .logout_precheck(&precheck("admin1", &h("tok-admin")))
+            .await,
+        Ok(PrecheckOutcome::Authorized { .. })
+    ));
+    let step = commit("admin1", Proof::TotpStep(9), "s-victim");
+    assert_eq!(
+        store.logout_commit(&step).await,
+        Ok(CommitOutcome::Revoked {
+            token_hash_b64: h("tok-victim"),
+            expires_at_secs: expiry_after(step.now_ms, 90 * DAY),
+        })
+    );
+    assert_eq!(
+        next_event(&mut feed, Duration::from_secs(5)).await,
+        FeedEvent::Revoked {
+            hash: hash_token("tok-victim"),
+            expires_at_secs: expiry_after(step.now_ms, 90 * DAY),
+            published_at_ms: step.now_ms,
+        }
+    );
+    assert_eq!(
+        store
+            .logout_commit(&commit("admin1", Proof::TotpStep(9), "s-other"))
+            .await,
+        Ok(CommitOutcome::TotpInvalid)
+    );
+    assert_eq!(
+        store.revoked_snapshot(now_secs()).await.map(|s| s.len()),
+        Ok(1)
+    );
+    let ids: Vec<String> = store
+        .list_sessions(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["s-other", "s-victim", "s-admin"]);
+}
+
+fn info_field_cluster(server: &RedisServer) -> Option<String> {
+    let info = server.cmd(&["CLUSTER", "INFO"]);
+    info.text()?
+        .lines()
+        .find_map(|line| line.strip_prefix("cluster_state:"))
+        .map(|s| s.trim().to_owned())
 }

@@ -25,6 +25,9 @@
 //! `user-backup:<id>` and `user-sessions:<id>` never overlap, and the TOTP step
 //! (digits only) sits before the user id in `totp:used:`.
 //!
+//! `docs/redis-keys.md` carries the same table (with who writes each key) for
+//! the README; keep them in step.
+//!
 //! The Lua scripts in `redis.rs` build the same names from the prefix passed as
 //! `ARGV[1]` ([`LUA_KEYS`]); the integration tests exercise both sides.
 

@@ -232,7 +232,7 @@ impl MemoryStore {
         if !owned_and_active || state.revoked.contains_key(check.token_hash_b64) {
             return Ok(PrecheckOutcome::Unauthorized);
         }
-        if let Some((limit, window_secs)) = check.rate_limit {
+        if let Some((limit, window_secs)) = check.rate_limit.filter(|(limit, _)| *limit > 0) {
             let window =
                 count_in_window(&mut state.logout_requests, check.user_id, window_secs, now);
             if window.count > u64::from(limit) {
@@ -337,11 +337,14 @@ impl MemoryStore {
     pub(super) fn revoked_snapshot(&self, now_secs: u32) -> Vec<(TokenHash, u32)> {
         let mut state = self.state();
         state.revoked.retain(|_, expiry| *expiry > now_secs);
-        state
+        let mut entries: Vec<(TokenHash, u32)> = state
             .revoked
             .iter()
             .filter_map(|(hash, expiry)| Some((decode_hash(hash)?, *expiry)))
-            .collect()
+            .collect();
+        // Same order as the Redis store's.
+        entries.sort_unstable();
+        entries
     }
 
     pub(super) fn revocation_feed(&self) -> mpsc::Receiver<FeedEvent> {

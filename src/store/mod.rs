@@ -97,7 +97,8 @@ pub struct Precheck<'a> {
     pub user_id: &'a str,
     /// `base64(sha256(X-Auth-Token))`.
     pub token_hash_b64: &'a str,
-    /// `(limit, window_secs)` of the per-user request limit; `None` disables it.
+    /// `(limit, window_secs)` of the per-user request limit; `None` or a
+    /// limit of 0 disables it.
     pub rate_limit: Option<(u32, u64)>,
     /// `(max_failures, window_secs)` of the TOTP failure lockout; a
     /// `max_failures` of 0 disables it.
@@ -326,7 +327,8 @@ impl Store {
         }
     }
 
-    /// Every revoked hash whose expiry is after `now_secs`, deduplicated.
+    /// Every revoked hash whose expiry is after `now_secs`, deduplicated and
+    /// sorted. Read in batches, so it copes with millions of entries.
     /// Expired entries are dropped from the store on the way.
     pub async fn revoked_snapshot(
         &self,

@@ -1,23 +1,26 @@
 //! The Redis store: single node, Sentinel or Cluster, plain or TLS (rustls).
+//! Needs Redis 6.2 or later (RESP3, `ZADD GT`).
 //!
 //! Connection policy:
 //! - Lazy: construction never touches the network, so a gate that starts
 //!   during a Redis outage comes up and recovers by itself.
-//! - One multiplexed connection (a cluster connection in Cluster mode) shared
-//!   by all callers. It is dropped on any I/O error, timeout or `READONLY`
-//!   answer (a Sentinel failover demoted our master) and the next command
-//!   reconnects, re-asking the Sentinels for the master.
+//! - One multiplexed RESP3 connection (a cluster connection in Cluster mode)
+//!   shared by all callers. It is forgotten the moment its socket closes (the
+//!   RESP3 disconnection push), after any I/O error or timeout, and on a
+//!   `READONLY`/`MASTERDOWN` answer (a Sentinel failover demoted our master);
+//!   the next command reconnects, asking the Sentinels for the master again.
 //! - Failed connects back off exponentially (50 ms doubling, capped at 1 s);
 //!   commands in the backoff window fail fast with `Unavailable`.
 //! - Every command is bounded by `command_timeout`, every connect by
 //!   `connect_timeout`, so a paused or black-holed Redis yields `Unavailable`,
-//!   never a hang.
+//!   never a hang. A command that timed out may still run later (Redis was
+//!   only slow); every step is safe to observe late.
 //!
 //! The logout steps are Lua scripts (one round trip each, atomic). In Cluster
 //! mode all keys share one hash slot (see [`Keys::for_cluster`]) so the
 //! scripts, which compute some key names from values they read, stay legal.
 //!
-//! The revocation feed uses a dedicated pub/sub connection; see
+//! The revocation feed has a connection of its own; see
 //! [`RedisStore::revocation_feed`].
 
 use std::collections::HashMap;
@@ -39,16 +42,16 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 
 use super::keys::{Keys, LUA_KEYS};
-
-/// RESP3: connections report their own loss (a disconnection push), and the
-/// feed's subscribed connection can still run commands (PING, ZSCAN).
-/// Redis 6+ speaks it; the scripts need 6.2 anyway (`ZADD GT`).
-const RESP3: ProtocolVersion = ProtocolVersion::RESP3;
 use super::{
     Commit, CommitOutcome, FEED_CAPACITY, FeedEvent, Precheck, PrecheckOutcome, Proof,
     SessionRecord, StoreError, UserRecord, parse_announcement, retry_after_secs, unix_now_secs,
 };
 use crate::auth::{TokenHash, decode_hash};
+
+/// RESP3: connections report their own loss (a disconnection push), and the
+/// feed's subscribed connection can still run commands (PING, ZSCAN).
+/// Redis 6+ speaks it; the scripts need 6.2 anyway (`ZADD GT`).
+const RESP3: ProtocolVersion = ProtocolVersion::RESP3;
 
 /// How to reach Redis.
 #[derive(Clone)]
@@ -913,16 +916,17 @@ impl RedisStore {
         Ok(entries)
     }
 
-    /// Follow revocations on a dedicated pub/sub connection.
+    /// Follow revocations on a dedicated RESP3 connection.
     ///
-    /// Each round: connect, SUBSCRIBE, then snapshot (so nothing published in
-    /// between is missed), send `Snapshot`, then forward every message as
-    /// `Revoked`. The connection is PINGed every second; no answer within
-    /// the command timeout counts as lost (a black-holed connection never
-    /// reports an error by itself). On loss: one `Down` per outage, then
-    /// reconnect with backoff (50 ms doubling, capped at 1 s) and snapshot
-    /// again. A malformed message also triggers a snapshot. The task ends when
-    /// the receiver is dropped.
+    /// Each round: connect, SUBSCRIBE, then snapshot (after the subscription,
+    /// so nothing published in between is missed), send `Snapshot`, then
+    /// forward every message as `Revoked`. A closed socket is noticed at once
+    /// (disconnection push); a silently dead one (host gone, partition,
+    /// SIGSTOPped Redis) by a PING every second that must answer within the
+    /// command timeout. On loss: one `Down` per outage (not per failed
+    /// attempt), then reconnect with backoff (50 ms doubling, capped at 1 s)
+    /// and snapshot again. A malformed message also triggers a snapshot. The
+    /// task ends when the receiver is dropped.
     pub(super) fn revocation_feed(&self) -> mpsc::Receiver<FeedEvent> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
         let store = self.clone();
