@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::auth::TokenHash;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::redis::{RedisOptions, RedisStore, redact_url};
 
 /// A user as the gate knows it.
 #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -199,6 +199,7 @@ pub enum Store {
 impl Store {
     /// A Redis-backed store. Connects lazily: this succeeds while Redis is
     /// down, and commands answer [`StoreError::Unavailable`] until it is back.
+    /// Never touches the network, so `check-config` can use it to validate.
     ///
     /// # Errors
     /// [`StoreError::Config`] when the URL or prefix cannot work.
@@ -342,7 +343,8 @@ impl Store {
 
     /// Start following revocations: a background task sends a
     /// [`FeedEvent::Snapshot`] first, then each [`FeedEvent::Revoked`]; on a
-    /// lost connection a [`FeedEvent::Down`], then a fresh snapshot once back.
+    /// lost connection one [`FeedEvent::Down`] (per outage, not per retry),
+    /// then a fresh snapshot once back.
     /// The task ends when the receiver is dropped. Must be called inside a
     /// tokio runtime.
     pub fn revocation_feed(&self) -> mpsc::Receiver<FeedEvent> {
