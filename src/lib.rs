@@ -26,5 +26,6 @@ pub mod proxy;
 pub mod revocation;
 pub mod route;
 pub mod server;
+pub mod store;
 pub mod totp;
 pub mod ws;

@@ -1,0 +1,420 @@
+//! In-process store with the Redis store's semantics, for `sessiongate demo`
+//! and tests. One std mutex guards everything: no `.await` is ever held across
+//! it, and every operation is as atomic as the Lua script it mirrors.
+//! Windows and markers expire on tokio's clock, so tests can pause time.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use super::{
+    Commit, CommitOutcome, FEED_CAPACITY, FeedEvent, Precheck, PrecheckOutcome, Proof,
+    SessionRecord, StoreError, UserRecord, expiry_secs, retry_after_secs, unix_now_secs,
+};
+use crate::auth::{TokenHash, decode_hash};
+
+/// Cheap-to-clone handle on one in-process store.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// The revocation channel: what `PUBLISH` is to Redis.
+    events: broadcast::Sender<FeedEvent>,
+}
+
+#[derive(Default)]
+struct State {
+    users: HashMap<String, User>,
+    sessions: HashMap<String, SessionRecord>,
+    /// token hash (base64) → session id, active sessions only.
+    tokens: HashMap<String, String>,
+    /// token hash (base64) → expiry (Unix seconds).
+    revoked: HashMap<String, u32>,
+    /// `(user, step)` → when the marker expires.
+    used_steps: HashMap<(String, u64), Instant>,
+    totp_failures: HashMap<String, Window>,
+    logout_requests: HashMap<String, Window>,
+}
+
+struct User {
+    username: String,
+    roles: Vec<String>,
+    totp_secret: Option<String>,
+    backup_codes: HashSet<String>,
+}
+
+/// A fixed-window counter: the window starts with the first count.
+#[derive(Clone, Copy)]
+struct Window {
+    count: u64,
+    ends: Instant,
+}
+
+impl Window {
+    fn remaining_ms(&self, now: Instant) -> i64 {
+        i64::try_from(self.ends.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Count one event in `map[key]`, opening a window of `window_secs` if none is live.
+fn count_in_window(
+    map: &mut HashMap<String, Window>,
+    key: &str,
+    window_secs: u64,
+    now: Instant,
+) -> Window {
+    let window = map.entry(key.to_owned()).or_insert(Window {
+        count: 0,
+        ends: now,
+    });
+    if window.ends <= now {
+        *window = Window {
+            count: 0,
+            ends: now + Duration::from_secs(window_secs.max(1)),
+        };
+    }
+    window.count += 1;
+    *window
+}
+
+fn live_window(map: &HashMap<String, Window>, key: &str, now: Instant) -> Option<Window> {
+    map.get(key).copied().filter(|w| w.ends > now)
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(FEED_CAPACITY);
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                events,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied step
+        // worse than Redis would after a crash; keep serving.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn put_user(
+        &self,
+        id: &str,
+        username: Option<&str>,
+        roles: Option<&[String]>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let user = state.users.entry(id.to_owned()).or_insert_with(|| User {
+            username: String::new(),
+            roles: Vec::new(),
+            totp_secret: None,
+            backup_codes: HashSet::new(),
+        });
+        if let Some(username) = username {
+            user.username = username.to_owned();
+        }
+        if let Some(roles) = roles {
+            user.roles = roles.to_vec();
+        }
+        Ok(())
+    }
+
+    pub(super) fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.state().user_record(id))
+    }
+
+    pub(super) fn set_totp_secret(&self, id: &str, sealed: &str) -> Result<bool, StoreError> {
+        Ok(match self.state().users.get_mut(id) {
+            Some(user) => {
+                user.totp_secret = Some(sealed.to_owned());
+                true
+            }
+            None => false,
+        })
+    }
+
+    pub(super) fn set_backup_codes(&self, id: &str, hashes: &[String]) -> Result<bool, StoreError> {
+        Ok(match self.state().users.get_mut(id) {
+            Some(user) => {
+                user.backup_codes = hashes.iter().cloned().collect();
+                true
+            }
+            None => false,
+        })
+    }
+
+    pub(super) fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let old_hash = state
+            .sessions
+            .get(&session.id)
+            .map(|old| old.token_hash.clone());
+        if let Some(old_hash) = old_hash {
+            if state.tokens.get(&old_hash) == Some(&session.id) {
+                state.tokens.remove(&old_hash);
+            }
+        }
+        if session.logout_at_ms.is_none() {
+            state
+                .tokens
+                .insert(session.token_hash.clone(), session.id.clone());
+        }
+        state.sessions.insert(session.id.clone(), session.clone());
+        Ok(())
+    }
+
+    pub(super) fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.state().sessions.get(id).cloned())
+    }
+
+    pub(super) fn session_by_token(
+        &self,
+        hash_b64: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .tokens
+            .get(hash_b64)
+            .and_then(|id| state.sessions.get(id))
+            .cloned())
+    }
+
+    pub(super) fn list_sessions(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let state = self.state();
+        let mut sessions: Vec<SessionRecord> = state
+            .sessions
+            .values()
+            .filter(|s| user.is_none_or(|u| s.user_id == u))
+            .cloned()
+            .collect();
+        // Same order as ZREVRANGE: score descending, then member descending.
+        sessions.sort_by(|a, b| (b.login_at_ms, &b.id).cmp(&(a.login_at_ms, &a.id)));
+        Ok(sessions)
+    }
+
+    pub(super) fn logout_precheck(
+        &self,
+        check: &Precheck<'_>,
+    ) -> Result<PrecheckOutcome, StoreError> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let session_id = match state.tokens.get(check.token_hash_b64) {
+            Some(id) => id.clone(),
+            None => return Ok(PrecheckOutcome::Unauthorized),
+        };
+        let owned_and_active = state
+            .sessions
+            .get(&session_id)
+            .is_some_and(|s| s.user_id == check.user_id && s.logout_at_ms.is_none());
+        if !owned_and_active || state.revoked.contains_key(check.token_hash_b64) {
+            return Ok(PrecheckOutcome::Unauthorized);
+        }
+        if let Some((limit, window_secs)) = check.rate_limit.filter(|(limit, _)| *limit > 0) {
+            let window =
+                count_in_window(&mut state.logout_requests, check.user_id, window_secs, now);
+            if window.count > u64::from(limit) {
+                return Ok(PrecheckOutcome::RateLimited {
+                    retry_after_secs: retry_after_secs(window.remaining_ms(now)),
+                });
+            }
+        }
+        let (max_failures, _) = check.lockout;
+        if max_failures > 0 {
+            if let Some(window) = live_window(&state.totp_failures, check.user_id, now) {
+                if window.count >= u64::from(max_failures) {
+                    return Ok(PrecheckOutcome::RateLimited {
+                        retry_after_secs: retry_after_secs(window.remaining_ms(now)),
+                    });
+                }
+            }
+        }
+        Ok(PrecheckOutcome::Authorized {
+            user: state.user_record(check.user_id),
+            session_id,
+        })
+    }
+
+    pub(super) fn logout_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let accepted = match &commit.proof {
+            Proof::TotpStep(step) => {
+                state.used_steps.retain(|_, ends| *ends > now);
+                let key = (commit.user_id.to_owned(), *step);
+                match state.used_steps.entry(key) {
+                    Entry::Occupied(_) => false,
+                    Entry::Vacant(slot) => {
+                        slot.insert(now + Duration::from_secs(commit.step_marker_ttl_secs.max(1)));
+                        true
+                    }
+                }
+            }
+            Proof::BackupCode(hash) => state
+                .users
+                .get_mut(commit.user_id)
+                .is_some_and(|u| u.backup_codes.remove(hash)),
+            Proof::Invalid => false,
+        };
+        if !accepted {
+            count_in_window(
+                &mut state.totp_failures,
+                commit.user_id,
+                commit.lockout_window_secs,
+                now,
+            );
+            return Ok(CommitOutcome::TotpInvalid);
+        }
+        let revoked = state.revoke(
+            commit.target_session_id,
+            commit.logout_by,
+            commit.revoked_ttl_secs,
+            commit.now_ms,
+        );
+        drop(state);
+        Ok(match revoked {
+            Some((token_hash_b64, expires_at_secs)) => {
+                self.announce(&token_hash_b64, expires_at_secs, commit.now_ms);
+                CommitOutcome::Revoked {
+                    token_hash_b64,
+                    expires_at_secs,
+                }
+            }
+            None => CommitOutcome::SessionNotFound,
+        })
+    }
+
+    pub(super) fn revoke_session(
+        &self,
+        session_id: &str,
+        logout_by: &str,
+        revoked_ttl_secs: u64,
+        now_ms: u64,
+    ) -> Result<Option<(String, u32)>, StoreError> {
+        let revoked = self
+            .state()
+            .revoke(session_id, logout_by, revoked_ttl_secs, now_ms);
+        if let Some((hash, expiry)) = &revoked {
+            self.announce(hash, *expiry, now_ms);
+        }
+        Ok(revoked)
+    }
+
+    /// The in-process `PUBLISH`.
+    fn announce(&self, hash_b64: &str, expires_at_secs: u32, published_at_ms: u64) {
+        if let Some(hash) = decode_hash(hash_b64) {
+            // No subscriber is fine: feeds take a snapshot when they start.
+            let _ = self.inner.events.send(FeedEvent::Revoked {
+                hash,
+                expires_at_secs,
+                published_at_ms,
+            });
+        }
+    }
+
+    pub(super) fn revoked_snapshot(&self, now_secs: u32) -> Vec<(TokenHash, u32)> {
+        let mut state = self.state();
+        state.revoked.retain(|_, expiry| *expiry > now_secs);
+        let mut entries: Vec<(TokenHash, u32)> = state
+            .revoked
+            .iter()
+            .filter_map(|(hash, expiry)| Some((decode_hash(hash)?, *expiry)))
+            .collect();
+        // Same order as the Redis store's.
+        entries.sort_unstable();
+        entries
+    }
+
+    pub(super) fn revocation_feed(&self) -> mpsc::Receiver<FeedEvent> {
+        let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+        // Subscribe before the snapshot so nothing falls in between.
+        let mut events = self.inner.events.subscribe();
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut pending = Some(FeedEvent::Snapshot(store.revoked_snapshot(unix_now_secs())));
+            loop {
+                if let Some(event) = pending.take() {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    event = events.recv() => match event {
+                        Ok(event) => pending = Some(event),
+                        // Missed events: a full snapshot covers them.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            pending = Some(FeedEvent::Snapshot(store.revoked_snapshot(unix_now_secs())));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        rx
+    }
+}
+
+impl State {
+    fn user_record(&self, id: &str) -> Option<UserRecord> {
+        let user = self.users.get(id)?;
+        let mut backup_codes: Vec<String> = user.backup_codes.iter().cloned().collect();
+        backup_codes.sort();
+        Some(UserRecord {
+            id: id.to_owned(),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
+            totp_secret: user.totp_secret.clone(),
+            backup_codes,
+        })
+    }
+
+    /// Mark the session logged out and remember its hash as revoked; the
+    /// caller announces it once the lock is released.
+    fn revoke(
+        &mut self,
+        session_id: &str,
+        logout_by: &str,
+        ttl_secs: u64,
+        now_ms: u64,
+    ) -> Option<(String, u32)> {
+        let session = self.sessions.get_mut(session_id)?;
+        if session.logout_at_ms.is_some() {
+            return None;
+        }
+        session.logout_at_ms = Some(now_ms);
+        session.logout_by = Some(logout_by.to_owned());
+        let hash = session.token_hash.clone();
+        let expiry = expiry_secs(now_ms, ttl_secs);
+        let slot = self.revoked.entry(hash.clone()).or_insert(expiry);
+        *slot = (*slot).max(expiry);
+        if self.tokens.get(&hash).is_some_and(|id| id == session_id) {
+            self.tokens.remove(&hash);
+        }
+        let now_secs = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        self.revoked.retain(|_, expiry| *expiry > now_secs);
+        Some((hash, expiry))
+    }
+}
