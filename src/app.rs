@@ -13,9 +13,9 @@ use crate::api::LogoutApi;
 use crate::config::{Config, ConfigError};
 use crate::proxy::Gate;
 use crate::revocation::{self, RevokedSet};
+use crate::server;
 use crate::store::Store;
 use crate::totp::crypto::SecretKey;
-use crate::server;
 
 /// Listeners bound before anything else runs, so a busy port fails fast with
 /// the key that named it.

@@ -55,7 +55,12 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 .put_user(&user_id, username.as_deref(), roles.as_deref())
                 .await?;
             let user = store.get_user(&user_id).await?.context("user vanished")?;
-            println!("user {} saved (username: {}, roles: {})", user.id, user.username, user.roles.join(","));
+            println!(
+                "user {} saved (username: {}, roles: {})",
+                user.id,
+                user.username,
+                user.roles.join(",")
+            );
         }
         UserCmd::Show { user_id } => {
             let user = store
@@ -80,14 +85,19 @@ pub async fn totp(cfg: &Config, env: &dyn EnvSource, cmd: TotpCmd) -> anyhow::Re
     let store = open_store(cfg)?;
     match cmd {
         TotpCmd::Import { user_id, secret } => {
-            let secret = totp::decode_base32_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
+            let secret =
+                totp::decode_base32_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
             store_secret(&store, &key, &user_id, &secret).await?;
             println!("TOTP secret stored for {user_id}");
         }
         TotpCmd::Enroll { user_id } => {
             let secret = totp::generate_secret();
             let user = store_secret(&store, &key, &user_id, &secret).await?;
-            let account = if user.is_empty() { user_id.as_str() } else { user.as_str() };
+            let account = if user.is_empty() {
+                user_id.as_str()
+            } else {
+                user.as_str()
+            };
             let uri = totp::otpauth_uri(&secret, &cfg.totp.issuer, account);
             println!("{uri}");
             match totp::qr_terminal(&uri) {
@@ -98,7 +108,10 @@ pub async fn totp(cfg: &Config, env: &dyn EnvSource, cmd: TotpCmd) -> anyhow::Re
         TotpCmd::BackupCodes { user_id } => {
             ensure_user(&store, &user_id).await?;
             let codes = totp::backup::generate_backup_codes();
-            let hashes: Vec<String> = codes.iter().map(|c| totp::backup::hash_backup_code(c)).collect();
+            let hashes: Vec<String> = codes
+                .iter()
+                .map(|c| totp::backup::hash_backup_code(c))
+                .collect();
             if !store.set_backup_codes(&user_id, &hashes).await? {
                 bail!("unknown user {user_id:?}");
             }
@@ -112,7 +125,12 @@ pub async fn totp(cfg: &Config, env: &dyn EnvSource, cmd: TotpCmd) -> anyhow::Re
 
 /// Seal and store a secret; creates the user (no roles) when missing.
 /// Returns the username.
-async fn store_secret(store: &Store, key: &SecretKey, user_id: &str, secret: &[u8]) -> anyhow::Result<String> {
+async fn store_secret(
+    store: &Store,
+    key: &SecretKey,
+    user_id: &str,
+    secret: &[u8],
+) -> anyhow::Result<String> {
     let username = ensure_user(store, user_id).await?;
     let sealed = key.encrypt(user_id, secret).map_err(|e| anyhow!("{e}"))?;
     if !store.set_totp_secret(user_id, &sealed).await? {
@@ -164,13 +182,20 @@ pub async fn session(cfg: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
                 let list: Vec<_> = sessions.iter().map(session_json).collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
-                println!("{:<20} {:<20} {:<8} {:<16} LOGIN", "SESSION", "USER", "STATUS", "IP");
+                println!(
+                    "{:<20} {:<20} {:<8} {:<16} LOGIN",
+                    "SESSION", "USER", "STATUS", "IP"
+                );
                 for s in &sessions {
                     println!(
                         "{:<20} {:<20} {:<8} {:<16} {}",
                         s.id,
                         s.user_id,
-                        if s.logout_at_ms.is_some() { "revoked" } else { "active" },
+                        if s.logout_at_ms.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        },
                         s.ip.as_deref().unwrap_or("-"),
                         iso8601(s.login_at_ms)
                     );
@@ -221,13 +246,21 @@ pub async fn revoked(cfg: &Config, cmd: RevokedCmd) -> anyhow::Result<()> {
 /// (the container HEALTHCHECK; distroless images have no curl).
 pub async fn probe(url: &str) -> anyhow::Result<()> {
     let uri: http::Uri = url.parse().map_err(|_| anyhow!("invalid URL {url:?}"))?;
-    let authority = uri.authority().ok_or_else(|| anyhow!("URL needs a host: {url:?}"))?.clone();
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow!("URL needs a host: {url:?}"))?
+        .clone();
     let port = authority.port_u16().unwrap_or(80);
     let addr = format!("{}:{port}", authority.host());
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(&addr).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let req = http::Request::get(path)
             .header(http::header::HOST, authority.as_str())

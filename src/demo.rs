@@ -41,8 +41,14 @@ type Accounts = Arc<Mutex<HashMap<String, (String, String)>>>;
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let accounts: Accounts = Arc::new(Mutex::new(HashMap::from([
-        (ADMIN_TOKEN.to_string(), (ADMIN_ID.to_string(), "admin".to_string())),
-        (VICTIM_TOKEN.to_string(), (VICTIM_ID.to_string(), "alice".to_string())),
+        (
+            ADMIN_TOKEN.to_string(),
+            (ADMIN_ID.to_string(), "admin".to_string()),
+        ),
+        (
+            VICTIM_TOKEN.to_string(),
+            (VICTIM_ID.to_string(), "alice".to_string()),
+        ),
     ])));
     let chat = TcpListener::bind("127.0.0.1:0")
         .await
@@ -81,11 +87,19 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
 async fn seed(store: &Store, key: &SecretKey) -> anyhow::Result<()> {
     let secret = totp::decode_base32_secret(DEMO_SECRET_BASE32)?;
     store
-        .put_user(ADMIN_ID, Some("admin"), Some(&["admin".to_string(), "user".to_string()]))
+        .put_user(
+            ADMIN_ID,
+            Some("admin"),
+            Some(&["admin".to_string(), "user".to_string()]),
+        )
         .await?;
-    let sealed = key.encrypt(ADMIN_ID, &secret).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sealed = key
+        .encrypt(ADMIN_ID, &secret)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     store.set_totp_secret(ADMIN_ID, &sealed).await?;
-    store.put_user(VICTIM_ID, Some("alice"), Some(&["user".to_string()])).await?;
+    store
+        .put_user(VICTIM_ID, Some("alice"), Some(&["user".to_string()]))
+        .await?;
     let now = crate::clock::unix_ms();
     for (id, user, token, ua) in [
         ("demoAdminSession1", ADMIN_ID, ADMIN_TOKEN, "curl/8.5.0"),
@@ -203,7 +217,10 @@ async fn chat(mut req: Request<Incoming>, accounts: Accounts) -> Response<Body> 
         return ddp_websocket(&mut req, accounts);
     }
     let caller = {
-        let token = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok());
+        let token = req
+            .headers()
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok());
         let user = req.headers().get("x-user-id").and_then(|v| v.to_str().ok());
         let accounts = accounts.lock().unwrap_or_else(|e| e.into_inner());
         token
@@ -211,11 +228,18 @@ async fn chat(mut req: Request<Incoming>, accounts: Accounts) -> Response<Body> 
             .filter(|(id, _)| Some(id.as_str()) == user)
     };
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/api/info") => json(StatusCode::OK, r#"{"version":"5.4.0","success":true}"#.into()),
+        (&Method::GET, "/api/info") => json(
+            StatusCode::OK,
+            r#"{"version":"5.4.0","success":true}"#.into(),
+        ),
         (&Method::GET, "/api/v1/me") => match caller {
             Some((id, username)) => json(
                 StatusCode::OK,
-                format!(r#"{{"_id":{},"username":{},"success":true}}"#, json_str(&id), json_str(&username)),
+                format!(
+                    r#"{{"_id":{},"username":{},"success":true}}"#,
+                    json_str(&id),
+                    json_str(&username)
+                ),
             ),
             None => json(
                 StatusCode::UNAUTHORIZED,
@@ -223,15 +247,22 @@ async fn chat(mut req: Request<Incoming>, accounts: Accounts) -> Response<Body> 
             ),
         },
         (&Method::POST, "/api/v1/login") => {
-            let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             login(&body, &accounts)
         }
         (&Method::GET, "/") => {
             let mut r = Response::new(full(
                 "<!doctype html><title>stand-in chat server</title><p>sessiongate demo: stand-in chat server</p>\n",
             ));
-            r.headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html"),
+            );
             r
         }
         _ => json(
@@ -245,7 +276,10 @@ async fn chat(mut req: Request<Incoming>, accounts: Accounts) -> Response<Body> 
 /// username, password `demo`) issues a fresh token, like Rocket.Chat.
 fn login(body: &Bytes, accounts: &Accounts) -> Response<Body> {
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let user = parsed.get("user").or_else(|| parsed.get("username")).and_then(|v| v.as_str());
+    let user = parsed
+        .get("user")
+        .or_else(|| parsed.get("username"))
+        .and_then(|v| v.as_str());
     let password = parsed.get("password").and_then(|v| v.as_str());
     let known = [("alice", VICTIM_ID), ("admin", ADMIN_ID)];
     let Some((_, id)) = known.iter().find(|(name, _)| Some(*name) == user) else {
@@ -282,12 +316,18 @@ fn ddp_websocket(req: &mut Request<Incoming>, accounts: Accounts) -> Response<Bo
     let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        let mut ws =
-            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
         while let Some(Ok(Message::Text(text))) = ws.next().await {
             let msg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             let reply = match msg.get("msg").and_then(|m| m.as_str()) {
-                Some("connect") => serde_json::json!({"msg": "connected", "session": crate::auth::meteor_id()}),
+                Some("connect") => {
+                    serde_json::json!({"msg": "connected", "session": crate::auth::meteor_id()})
+                }
                 Some("ping") => serde_json::json!({"msg": "pong"}),
                 Some("method") if msg.get("method").and_then(|m| m.as_str()) == Some("login") => {
                     let id = msg.get("id").cloned().unwrap_or_default();
@@ -296,15 +336,27 @@ fn ddp_websocket(req: &mut Request<Incoming>, accounts: Accounts) -> Response<Bo
                         .and_then(|t| t.as_str())
                         .unwrap_or_default()
                         .to_string();
-                    let user = accounts.lock().unwrap_or_else(|e| e.into_inner()).get(&token).cloned();
+                    let user = accounts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&token)
+                        .cloned();
                     match user {
-                        Some((uid, _)) => serde_json::json!({"msg": "result", "id": id, "result": {"id": uid, "token": token, "tokenExpires": {"$date": 4102444800000u64}, "type": "resume"}}),
-                        None => serde_json::json!({"msg": "result", "id": id, "error": {"isClientSafe": true, "error": 403, "reason": "You've been logged out by the server. Please log in again.", "message": "You've been logged out by the server. Please log in again. [403]", "errorType": "Meteor.Error"}}),
+                        Some((uid, _)) => {
+                            serde_json::json!({"msg": "result", "id": id, "result": {"id": uid, "token": token, "tokenExpires": {"$date": 4102444800000u64}, "type": "resume"}})
+                        }
+                        None => {
+                            serde_json::json!({"msg": "result", "id": id, "error": {"isClientSafe": true, "error": 403, "reason": "You've been logged out by the server. Please log in again.", "message": "You've been logged out by the server. Please log in again. [403]", "errorType": "Meteor.Error"}})
+                        }
                     }
                 }
                 _ => continue,
             };
-            if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
+            if ws
+                .send(Message::Text(reply.to_string().into()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -312,8 +364,14 @@ fn ddp_websocket(req: &mut Request<Incoming>, accounts: Accounts) -> Response<Bo
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
-    h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
-    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&accept) {
         h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
     }

@@ -57,7 +57,8 @@ fn main() -> ExitCode {
         }
         Command::Probe { url } => block_on(1, async move { commands::probe(&url).await }),
         command => {
-            let cfg = match Config::load(config_path.as_deref(), &ProcessEnv, &Overrides::default()) {
+            let cfg = match Config::load(config_path.as_deref(), &ProcessEnv, &Overrides::default())
+            {
                 Ok(cfg) => cfg,
                 Err(e) => return fail_config(e),
             };

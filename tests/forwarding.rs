@@ -344,7 +344,7 @@ async fn http2_client_reaches_an_http1_upstream() {
     tokio::spawn(conn);
     let req = http::Request::builder()
         .method("POST")
-        .uri(format!("http://chat.example:8443/h2/path?q=1"))
+        .uri("http://chat.example:8443/h2/path?q=1")
         .header("cookie", "a=1")
         .header("cookie", "b=2")
         .body(Full::new(Bytes::from("h2 body")))

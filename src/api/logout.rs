@@ -96,10 +96,14 @@ impl LogoutApi {
         let (parts, body) = req.into_parts();
         let body = read_body(body, inner.max_body_bytes).await;
         let mut attempt = Attempt {
-            user_id: header_text(&parts.headers, "x-user-id").unwrap_or_default().to_string(),
+            user_id: header_text(&parts.headers, "x-user-id")
+                .unwrap_or_default()
+                .to_string(),
             session_id: String::new(),
         };
-        let result = self.check_and_revoke(&parts.headers, &body, &mut attempt).await;
+        let result = self
+            .check_and_revoke(&parts.headers, &body, &mut attempt)
+            .await;
         let (outcome, mut response) = match result {
             Ok(session_id) => ("success", logout_success(&session_id)),
             Err(err) => (err.outcome(), err.clone().into_response()),
@@ -146,11 +150,17 @@ impl LogoutApi {
         let precheck = Precheck {
             user_id,
             token_hash_b64: &token_hash_b64,
-            rate_limit: (inner.rate_limit_per_minute > 0).then_some((inner.rate_limit_per_minute, 60)),
+            rate_limit: (inner.rate_limit_per_minute > 0)
+                .then_some((inner.rate_limit_per_minute, 60)),
             lockout: (inner.totp_max_failures, inner.totp_lockout_secs),
         };
         // 1 + 2 in one round trip.
-        let user = match inner.store.logout_precheck(&precheck).await.map_err(store_error)? {
+        let user = match inner
+            .store
+            .logout_precheck(&precheck)
+            .await
+            .map_err(store_error)?
+        {
             PrecheckOutcome::Unauthorized => return Err(ApiError::Unauthorized),
             PrecheckOutcome::RateLimited { retry_after_secs } => {
                 return Err(ApiError::TooManyRequests {
@@ -163,10 +173,13 @@ impl LogoutApi {
         // 3. The body.
         let session_id = match body {
             ReadBody::TooLarge => return Err(ApiError::BodyTooLarge),
-            ReadBody::Unreadable => return Err(ApiError::InvalidParams(InvalidParams::Malformed.message())),
+            ReadBody::Unreadable => {
+                return Err(ApiError::InvalidParams(InvalidParams::Malformed.message()));
+            }
             ReadBody::Bytes(bytes) => {
                 let content_type = header_text(headers, header::CONTENT_TYPE.as_str());
-                parse_logout_body(content_type, bytes).map_err(|e| ApiError::InvalidParams(e.message()))?
+                parse_logout_body(content_type, bytes)
+                    .map_err(|e| ApiError::InvalidParams(e.message()))?
             }
         };
         attempt.session_id = session_id.clone();
@@ -184,7 +197,8 @@ impl LogoutApi {
             return Err(ApiError::TotpNotConfigured);
         };
         let code = header_text(headers, "x-2fa-code").ok_or(ApiError::TotpRequired)?;
-        let method_is_totp = header_text(headers, "x-2fa-method").is_none_or(|m| m.eq_ignore_ascii_case("totp"));
+        let method_is_totp =
+            header_text(headers, "x-2fa-method").is_none_or(|m| m.eq_ignore_ascii_case("totp"));
         let proof = if !method_is_totp {
             // The gate offers TOTP only (SPEC §10); other methods count as failures.
             Proof::Invalid
@@ -214,7 +228,12 @@ impl LogoutApi {
             lockout_window_secs: inner.totp_lockout_secs,
             now_ms: crate::clock::unix_ms(),
         };
-        match inner.store.logout_commit(&commit).await.map_err(store_error)? {
+        match inner
+            .store
+            .logout_commit(&commit)
+            .await
+            .map_err(store_error)?
+        {
             CommitOutcome::TotpInvalid => Err(ApiError::TotpInvalid),
             CommitOutcome::SessionNotFound => Err(ApiError::SessionNotFound),
             CommitOutcome::Revoked {

@@ -84,7 +84,9 @@ mod tests {
 
     #[test]
     fn common_agents_are_recognised() {
-        let chrome = device_info("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36");
+        let chrome = device_info(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36",
+        );
         assert_eq!(chrome["type"], "browser");
         assert_eq!(chrome["name"], "Chrome");
         assert_eq!(chrome["version"], "120.0.6099");

@@ -143,7 +143,7 @@ pub fn set_forwarded(
             }
         }
     } else {
-        headers.insert(XFF, HeaderValue::from(peer_value(peer)));
+        headers.insert(XFF, peer_value(peer));
         headers.insert(XFP, proto);
         match host {
             Some(host) => {

@@ -99,14 +99,13 @@ impl Gate {
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let start = Instant::now();
         let route = route::classify(req.method(), req.uri(), req.headers());
+        // Counted for every request, in order: the byte watcher flags by index.
         let ambiguous = conn.framing.next_request_is_ambiguous();
-        let response = match headers::check_framing(req.headers()).and_then(|()| {
-            if ambiguous {
-                Err(headers::Smuggling::ContentLengthAndTransferEncoding)
-            } else {
-                Ok(())
-            }
-        }) {
+        let framing = match headers::check_framing(req.headers()) {
+            Ok(()) if ambiguous => Err(headers::Smuggling::ContentLengthAndTransferEncoding),
+            other => other,
+        };
+        let response = match framing {
             Err(smuggling) => {
                 tracing::info!(peer = %conn.peer, ?smuggling, "refused ambiguous request framing");
                 ProxyError::AmbiguousFraming.into_response()
@@ -139,7 +138,7 @@ impl Gate {
     fn enforce(
         &self,
         req: &mut Request<Incoming>,
-    ) -> Result<Option<crate::auth::TokenHash>, Response<Body>> {
+    ) -> Result<Option<crate::auth::TokenHash>, ApiError> {
         if self.revoked.is_empty() {
             return Ok(cookie_token(req.headers()));
         }
@@ -153,7 +152,7 @@ impl Gate {
                 .revoked_requests
                 .get_or_create(&crate::admin::metrics::KindLabel { kind: "header" })
                 .inc();
-            return Err(ApiError::Unauthorized.into_response());
+            return Err(ApiError::Unauthorized);
         }
         let cookie_revoked = headers::cookie_values(req.headers(), "rc_token")
             .any(|token| self.revoked.contains(&hash_token(token)));
@@ -173,7 +172,7 @@ impl Gate {
     async fn forward(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let cookie_token = match self.enforce(&mut req) {
             Ok(token) => token,
-            Err(response) => return response,
+            Err(refusal) => return refusal.into_response(),
         };
         let websocket =
             req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
@@ -331,8 +330,8 @@ impl Gate {
         mut req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<Body> {
-        if let Err(response) = self.enforce(&mut req) {
-            return response;
+        if let Err(refusal) = self.enforce(&mut req) {
+            return refusal.into_response();
         }
         let (parts, body) = req.into_parts();
         let limited = http_body_util::Limited::new(body, self.max_inspect_bytes);

@@ -17,7 +17,9 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
+#[allow(unused_imports)]
 pub use redis_server::RedisServer;
+#[allow(unused_imports)]
 pub use upstream::FakeUpstream;
 
 /// A fixed 32-byte TOTP encryption key for tests (64 hex chars).

@@ -282,10 +282,8 @@ fn websocket(req: &mut Request<Incoming>, state: Arc<Mutex<State>>) -> Response<
                         break;
                     }
                 }
-                Message::Binary(data) => {
-                    if ws.send(Message::Binary(data)).await.is_err() {
-                        break;
-                    }
+                Message::Binary(data) if ws.send(Message::Binary(data.clone())).await.is_err() => {
+                    break;
                 }
                 Message::Close(_) => break,
                 _ => {}
