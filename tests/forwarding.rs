@@ -161,8 +161,9 @@ async fn smuggling_attempts_are_refused_and_never_forwarded() {
 
 #[tokio::test]
 async fn dead_upstream_answers_502_json() {
-    let port = free_port();
-    let mut opts = GateOptions::new(&format!("http://127.0.0.1:{port}"), NO_REDIS);
+    // Port 1: nothing listens there, and unlike a released free port no
+    // parallel test can grab it.
+    let mut opts = GateOptions::new("http://127.0.0.1:1", NO_REDIS);
     opts.wait_ready = false;
     let gate = Gate::start(opts).await;
     let resp = send(

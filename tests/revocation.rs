@@ -1,0 +1,441 @@
+//! Revocation is enforced by every replica, on every request, and survives
+//! Redis faults and gate restarts.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
+
+fn cli(gate: &Gate, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(gate.config_path())
+        .env("SESSIONGATE_TOTP_KEY", TEST_TOTP_KEY)
+        .output()
+        .expect("run sessiongate");
+    assert!(
+        out.status.success(),
+        "sessiongate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn add_session(gate: &Gate, user: &str, token: &str) -> String {
+    cli(
+        gate,
+        &[
+            "session",
+            "add",
+            "--user",
+            user,
+            &format!("--token={token}"),
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+async fn get_with_token(gate: &Gate, token: &str) -> (u16, String) {
+    let req = with_body(
+        request("GET", gate.addr, "/api/v1/channels.list")
+            .header("X-User-Id", "u1")
+            .header("X-Auth-Token", token),
+        "",
+    );
+    let resp = send(gate.addr, req).await.expect("gate answers");
+    (
+        resp.status().as_u16(),
+        String::from_utf8_lossy(resp.body()).to_string(),
+    )
+}
+
+async fn get_with_cookie(gate: &Gate, cookie: &str) -> u16 {
+    let req = with_body(
+        request("GET", gate.addr, "/home").header("cookie", cookie),
+        "",
+    );
+    send(gate.addr, req)
+        .await
+        .expect("gate answers")
+        .status()
+        .as_u16()
+}
+
+/// Poll until the token is refused; returns how long it took.
+async fn refused_within(gate: &Gate, token: &str, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if get_with_token(gate, token).await.0 == 401 {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_on_one_replica_is_enforced_by_the_other_within_milliseconds() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let a = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let b = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let mut delays = Vec::new();
+    for i in 0..20 {
+        let token = format!("replica-token-{i}");
+        let id = add_session(&a, "u1", &token);
+        assert_eq!(get_with_token(&b, &token).await.0, 200);
+        cli(&a, &["session", "revoke", &id]);
+        let delay = refused_within(&b, &token, Duration::from_secs(2))
+            .await
+            .expect("B refuses the revoked token");
+        delays.push(delay);
+        assert_eq!(
+            get_with_token(&a, &token).await,
+            (401, UNAUTHORIZED.to_string())
+        );
+    }
+    delays.sort();
+    eprintln!(
+        "propagation A→B via Redis (incl. CLI process exit and one HTTP poll): p50 {:?}, max {:?}",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    // Once refused, revoked tokens never reach the upstream again.
+    let before = upstream.seen().len();
+    for i in 0..20 {
+        let token = format!("replica-token-{i}");
+        assert_eq!(get_with_token(&a, &token).await.0, 401);
+        assert_eq!(get_with_token(&b, &token).await.0, 401);
+    }
+    assert_eq!(upstream.seen().len(), before);
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("sessiongate_revoked_tokens 20"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sessiongate_redis_up 1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_cookie_is_stripped_and_the_request_forwarded_anonymously() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&gate, "u1", "cookie-token");
+    cli(&gate, &["session", "revoke", &id]);
+    assert!(
+        refused_within(&gate, "cookie-token", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    let status = get_with_cookie(
+        &gate,
+        "theme=dark; rc_token=cookie-token; rc_uid=u1; lang=en",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = upstream.seen_path("/home");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["cookie"], "theme=dark; lang=en");
+    // A live cookie passes untouched.
+    add_session(&gate, "u1", "live-cookie");
+    get_with_cookie(&gate, "rc_token=live-cookie; rc_uid=u1").await;
+    assert_eq!(
+        upstream.seen_path("/home")[1].headers["cookie"],
+        "rc_token=live-cookie; rc_uid=u1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_keeps_traffic_flowing_and_resync_catches_up() {
+    let mut redis = RedisServer::start_persistent();
+    let upstream = FakeUpstream::start().await;
+    let a = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let revoked_id = add_session(&a, "u1", "revoked-before");
+    add_session(&a, "u1", "live");
+    let during_id = add_session(&a, "u1", "revoked-during-outage");
+    cli(&a, &["session", "revoke", &revoked_id]);
+    assert!(
+        refused_within(&a, "revoked-before", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+
+    redis.kill();
+    // Forwarded traffic keeps flowing, and the last known set is enforced.
+    for _ in 0..20 {
+        assert_eq!(get_with_token(&a, "live").await.0, 200);
+        assert_eq!(get_with_token(&a, "revoked-before").await.0, 401);
+    }
+    // The logout endpoint answers 503, never 401, never a forward.
+    let req = with_body(
+        request("POST", a.addr, "/api/v1/sessions/logout")
+            .header("X-User-Id", "u1")
+            .header("X-Auth-Token", "live")
+            .header("content-type", "application/json"),
+        r#"{"sessionId":"x"}"#,
+    );
+    let resp = send(a.addr, req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    // Readiness does not flap on a Redis blip.
+    assert_eq!(admin_get(a.admin, "/readyz").await.unwrap().0, 200);
+    assert!(eventually(Duration::from_secs(5), || true).await);
+
+    // Redis returns; a revocation made by another party right away is enforced
+    // here after the resync, whether or not its publish reached this gate.
+    redis.restart();
+    let b = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    cli(&b, &["session", "revoke", &during_id]);
+    let took = refused_within(&a, "revoked-during-outage", Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "revocation made after the outage not enforced: {}",
+        a.log()
+    );
+    assert_eq!(get_with_token(&a, "revoked-before").await.0, 401);
+    assert_eq!(get_with_token(&a, "live").await.0, 200);
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains("sessiongate_redis_reconnects_total 1"),
+        "{metrics}"
+    );
+    assert!(upstream.seen_path("logout").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_made_while_a_gate_was_cut_off_is_enforced_after_resync() {
+    let mut redis = RedisServer::start_persistent();
+    let upstream = FakeUpstream::start().await;
+    let a = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&a, "u1", "missed-publish");
+    // Bring Redis back with a password the gate does not know: its feed stays
+    // down while the revocation is published, so only a resync can teach it.
+    redis.restart_with(&["--requirepass", "letmein"]);
+    let url = redis.url().replace("redis://", "redis://:letmein@");
+    let out = Command::new(bin())
+        .args(["session", "revoke", &id, "--config"])
+        .arg(a.config_path())
+        .env("SESSIONGATE_REDIS_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        get_with_token(&a, "missed-publish").await.0,
+        200,
+        "not known yet"
+    );
+    redis.cmd_auth("letmein", &["CONFIG", "SET", "requirepass", ""]);
+    let took = refused_within(&a, "missed-publish", Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "resync did not pick up the missed revocation"
+    );
+    eprintln!("resync after Redis returned took {:?}", took.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_gate_still_refuses_revoked_tokens_before_it_is_ready() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let mut gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&gate, "u1", "revoked-then-restart");
+    cli(&gate, &["session", "revoke", &id]);
+    gate.restart().await; // waits for /readyz
+    assert_eq!(
+        get_with_token(&gate, "revoked-then-restart").await,
+        (401, UNAUTHORIZED.to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_waits_for_the_first_full_sync() {
+    let mut redis = RedisServer::start();
+    let redis_url = redis.url();
+    redis.kill();
+    let upstream = FakeUpstream::start().await;
+    let mut opts = GateOptions::new(&upstream.url(), &redis_url);
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    let (status, body) = admin_get(gate.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not yet synced"));
+    assert_eq!(admin_get(gate.admin, "/healthz").await.unwrap().0, 200);
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admin_get(gate.admin, "/readyz").await.unwrap().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready after Redis came up: {}",
+            gate.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ws_request(gate: &Gate, path: &str, cookie: Option<&str>) -> http::Request<()> {
+    let mut req = format!("ws://{}{}", gate.addr, path)
+        .into_client_request()
+        .unwrap();
+    if let Some(cookie) = cookie {
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    }
+    req
+}
+
+async fn next_text(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Option<Message> {
+    tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_of_a_revoked_session_close_with_1008_and_others_stay_open() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let by_cookie_id = add_session(&gate, "u1", "ws-cookie-token");
+    let by_resume_id = add_session(&gate, "u2", "ws-resume-token");
+    add_session(&gate, "u3", "ws-unrelated-token");
+
+    let (mut by_cookie, _) = tokio_tungstenite::connect_async(ws_request(
+        &gate,
+        "/websocket",
+        Some("rc_token=ws-cookie-token; rc_uid=u1"),
+    ))
+    .await
+    .unwrap();
+    let (mut by_resume, _) =
+        tokio_tungstenite::connect_async(ws_request(&gate, "/websocket", None))
+            .await
+            .unwrap();
+    let login =
+        r#"{"msg":"method","method":"login","id":"1","params":[{"resume":"ws-resume-token"}]}"#;
+    by_resume.send(Message::Text(login.into())).await.unwrap();
+    assert_eq!(
+        next_text(&mut by_resume).await,
+        Some(Message::Text(login.into())),
+        "echoed by the upstream"
+    );
+    let (mut unrelated, _) = tokio_tungstenite::connect_async(ws_request(
+        &gate,
+        "/sockjs/123/abcdefgh/websocket",
+        Some("rc_token=ws-unrelated-token"),
+    ))
+    .await
+    .unwrap();
+
+    let start = Instant::now();
+    cli(&gate, &["session", "revoke", &by_cookie_id]);
+    cli(&gate, &["session", "revoke", &by_resume_id]);
+    for ws in [&mut by_cookie, &mut by_resume] {
+        let msg = next_text(ws).await;
+        match msg {
+            Some(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1008),
+            other => panic!("expected close 1008, got {other:?}"),
+        }
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(1) + Duration::from_millis(500),
+        "closed after {elapsed:?}"
+    );
+    eprintln!("websockets closed {elapsed:?} after the revoke commands started (two CLI runs)");
+
+    unrelated
+        .send(Message::Text("still here".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut unrelated).await,
+        Some(Message::Text("still here".into()))
+    );
+    assert!(
+        gate.metrics()
+            .await
+            .contains("sessiongate_websockets_closed_by_revocation_total 2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_resume_login_is_answered_by_the_gate_and_never_forwarded() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&gate, "u1", "dead-resume-token");
+    cli(&gate, &["session", "revoke", &id]);
+    assert!(
+        refused_within(&gate, "dead-resume-token", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    let expected = r#"{"msg":"result","id":"7","error":{"isClientSafe":true,"error":403,"reason":"You've been logged out by the server. Please log in again.","message":"You've been logged out by the server. Please log in again. [403]","errorType":"Meteor.Error"}}"#;
+
+    // Plain DDP.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(&gate, "/websocket", None))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        r#"{"msg":"method","method":"login","id":"7","params":[{"resume":"dead-resume-token"}]}"#
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        Some(Message::Text(expected.into()))
+    );
+    // The socket stays open for a fresh login.
+    ws.send(Message::Text("after".into())).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        Some(Message::Text("after".into()))
+    );
+
+    // SockJS-framed.
+    let (mut sj, _) =
+        tokio_tungstenite::connect_async(ws_request(&gate, "/sockjs/123/abcdefgh/websocket", None))
+            .await
+            .unwrap();
+    let framed = serde_json::to_string(&vec![
+        r#"{"msg":"method","method":"login","id":"7","params":[{"resume":"dead-resume-token"}]}"#,
+    ])
+    .unwrap();
+    sj.send(Message::Text(framed.into())).await.unwrap();
+    let want = format!("a{}", serde_json::to_string(&vec![expected]).unwrap());
+    assert_eq!(next_text(&mut sj).await, Some(Message::Text(want.into())));
+
+    // SockJS over xhr_send.
+    let req = with_body(
+        request("POST", gate.addr, "/sockjs/123/abcdefgh/xhr_send")
+            .header("content-type", "text/plain"),
+        r#"["{\"msg\":\"method\",\"method\":\"login\",\"id\":\"8\",\"params\":[{\"resume\":\"dead-resume-token\"}]}"]"#,
+    );
+    let resp = send(gate.addr, req).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(upstream.seen_path("xhr_send").is_empty());
+    assert!(
+        upstream
+            .ws_messages()
+            .iter()
+            .all(|m| !m.contains("dead-resume-token")),
+        "{:?}",
+        upstream.ws_messages()
+    );
+}
