@@ -116,11 +116,18 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `workers = 1` gets a current-thread runtime: no work-stealing overhead, the
+/// cheapest way to serve a sidecar's share of one core.
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if workers > 0 {
+            b.worker_threads(workers);
+        }
+        b
+    };
     builder.enable_all().thread_name("sessiongate").build()
 }
 
