@@ -36,7 +36,10 @@ mod tests {
             encode_hash(&hash_token("abc")),
             "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
         );
-        assert_eq!(decode_hash(&encode_hash(&hash_token("x"))), Some(hash_token("x")));
+        assert_eq!(
+            decode_hash(&encode_hash(&hash_token("x"))),
+            Some(hash_token("x"))
+        );
         assert_eq!(decode_hash("not base64!"), None);
     }
 }

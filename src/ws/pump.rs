@@ -1,0 +1,960 @@
+//! The websocket tunnel between an upgraded client socket and the upstream.
+//!
+//! Both directions are driven by one poll loop ([`Pump::poll_io`]) that only
+//! ever calls `poll_read` / `poll_write`, so every piece of state lives in the
+//! pump and the surrounding `select!` (revocation events, shutdown, deadlines)
+//! can interrupt it at any point without losing bytes. Directions stay
+//! independent: a stalled writer on one side never stops the other side, and
+//! a revocation is acted on even while a write is blocked.
+//!
+//! Client → upstream: frames are parsed; control frames pass at once; the
+//! frames of a data message are held until the message is complete, then the
+//! message is inspected for resume tokens (text and binary alike: Meteor
+//! `JSON.parse`s binary frames too). A message bigger than
+//! `max_inspect_bytes` stops being held and streams through uninspected.
+//!
+//! Upstream → client: bytes are forwarded as they arrive; frame boundaries are
+//! tracked so the gate's own frames (a login error, a close) only go in
+//! between upstream frames, and login results are copied aside to learn the
+//! tokens the server grants.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
+use tokio_util::sync::CancellationToken;
+
+use super::ddp;
+use super::frame::{self, FrameHeader, OpCode};
+use crate::auth::{TokenHash, hash_token};
+use crate::revocation::RevokedSet;
+
+/// Default bound on a message the gate holds back to inspect.
+pub const DEFAULT_MAX_INSPECT_BYTES: usize = 1 << 20;
+
+/// RFC 6455 §7.4.1 status codes the gate sends.
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_POLICY_VIOLATION: u16 = 1008;
+
+/// Stop reading a side while this much is queued toward the other.
+const HIGH_WATER: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a close may take (finishing an upstream frame, flushing) before
+/// the sockets are simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// How long one direction may keep flowing after the other has finished.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Distinct tokens one connection may present. Each is watched for
+/// revocation; a client cycling through more is not a chat client.
+const MAX_TOKENS: usize = 32;
+/// Loop iterations per poll before yielding, so a busy socket cannot starve
+/// the revocation and shutdown arms of the `select!`.
+const POLL_BUDGET: usize = 32;
+
+/// What the tunnel needs to know about one connection.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// The socket is a SockJS websocket (`/sockjs/…/websocket`): client frames
+    /// are JSON arrays of DDP messages, server frames `a[…]`.
+    pub sockjs: bool,
+    /// Hash of the `rc_token` cookie sent with the handshake, if any.
+    pub cookie_token: Option<TokenHash>,
+    /// Largest message held back for inspection (default 1 MiB).
+    pub max_inspect_bytes: usize,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            sockjs: false,
+            cookie_token: None,
+            max_inspect_bytes: DEFAULT_MAX_INSPECT_BYTES,
+        }
+    }
+}
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// The client closed first (close frame or EOF).
+    ClientClosed,
+    /// The upstream closed first.
+    UpstreamClosed,
+    /// A token of this connection was revoked: closed with 1008.
+    Revoked,
+    /// The gate is shutting down: closed with 1001.
+    Shutdown,
+    /// A peer broke the protocol; the client got a close frame.
+    ProtocolError(&'static str),
+    /// A socket failed.
+    Io,
+}
+
+/// Tunnel websocket frames between `client` and `upstream` until either side
+/// closes, a token of the connection is revoked, or `shutdown` fires.
+pub async fn tunnel<C, U>(
+    client: C,
+    upstream: U,
+    cfg: TunnelConfig,
+    revoked: RevokedSet,
+    shutdown: CancellationToken,
+) -> TunnelEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+    U: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // Subscribe before the first `contains` check, so no revocation can fall
+    // between the check and the subscription.
+    let mut events = revoked.subscribe();
+    let cookie_token = cfg.cookie_token;
+    let mut pump = Pump::new(client, upstream, cfg, revoked);
+    if let Some(hash) = cookie_token {
+        pump.learn(hash);
+    }
+    let mut events_open = true;
+    loop {
+        let deadline = pump.deadline();
+        let closing = pump.closing.is_some();
+        let step = tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !closing => Step::Shutdown,
+            event = events.recv(), if events_open && !closing => Step::Event(event),
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::Deadline,
+            end = poll_fn(|cx| pump.poll_io(cx)) => Step::End(end),
+        };
+        match step {
+            Step::End(end) => return end,
+            Step::Deadline => return pump.end_reason(),
+            Step::Shutdown => pump.start_closing(
+                CLOSE_GOING_AWAY,
+                "server shutting down",
+                TunnelEnd::Shutdown,
+            ),
+            Step::Event(Ok(hash)) => {
+                if pump.tokens.contains(&hash) {
+                    pump.revoke();
+                }
+            }
+            // Missed events: ask the set itself about every token we hold.
+            Step::Event(Err(RecvError::Lagged(_))) => {
+                if pump.tokens.iter().any(|hash| pump.revoked.contains(hash)) {
+                    pump.revoke();
+                }
+            }
+            Step::Event(Err(RecvError::Closed)) => events_open = false,
+        }
+    }
+}
+
+enum Step {
+    End(TunnelEnd),
+    Deadline,
+    Shutdown,
+    Event(Result<TokenHash, RecvError>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Upstream,
+}
+
+/// Bytes queued toward one socket, and how far its shutdown has got.
+#[derive(Default)]
+struct Sink {
+    out: BytesMut,
+    /// Written but not yet flushed (TLS streams buffer).
+    dirty: bool,
+    /// Nothing more will be queued: shut the socket down once `out` drains.
+    closing: bool,
+    shut: bool,
+}
+
+impl Sink {
+    fn push(&mut self, bytes: &[u8]) {
+        if !self.closing {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// The peer is gone: forget what was queued.
+    fn abandon(&mut self) {
+        self.out.clear();
+        self.closing = true;
+        self.shut = true;
+    }
+
+    /// Write, flush, then shut down when asked. `Ready(Ok(true))` when
+    /// something moved.
+    fn poll_drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<bool>> {
+        if self.shut {
+            return Poll::Ready(Ok(false));
+        }
+        let mut progress = false;
+        while !self.out.is_empty() {
+            match Pin::new(&mut *writer).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.out.advance(n);
+                    self.dirty = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return pending_unless(progress),
+            }
+        }
+        if self.dirty {
+            match Pin::new(&mut *writer).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.dirty = false;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return pending_unless(progress),
+            }
+        }
+        if self.closing {
+            match Pin::new(&mut *writer).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.shut = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return pending_unless(progress),
+            }
+        }
+        Poll::Ready(Ok(progress))
+    }
+}
+
+fn pending_unless(progress: bool) -> Poll<io::Result<bool>> {
+    if progress {
+        Poll::Ready(Ok(true))
+    } else {
+        Poll::Pending
+    }
+}
+
+/// Where the client → upstream parser is inside the current frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InFrame {
+    Header,
+    /// Payload of a data frame being held for inspection.
+    Held {
+        remaining: u64,
+        mask: [u8; 4],
+        offset: u64,
+        fin: bool,
+    },
+    /// Payload streamed straight through (message too big to inspect).
+    Passthrough {
+        remaining: u64,
+        fin: bool,
+    },
+}
+
+/// Client → upstream.
+struct Inbound {
+    rbuf: BytesMut,
+    sink: Sink,
+    frame: InFrame,
+    /// Opcode of the data message in progress (between its first frame and FIN).
+    message: Option<OpCode>,
+    /// The frames of the message in progress, as received (still masked).
+    held_raw: BytesMut,
+    /// Their unmasked payload.
+    held_text: Vec<u8>,
+    holding: bool,
+    eof: bool,
+}
+
+/// Where the upstream → client forwarder is inside the current frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OutFrame {
+    Header,
+    Payload {
+        remaining: u64,
+        mask: Option<[u8; 4]>,
+        offset: u64,
+        fin: bool,
+        data: bool,
+    },
+}
+
+/// Upstream → client.
+struct Outbound {
+    rbuf: BytesMut,
+    sink: Sink,
+    frame: OutFrame,
+    /// A fragmented data message is open: only control frames may go in.
+    in_message: bool,
+    /// Unmasked text of the current message, while it is small enough.
+    copy: Option<Vec<u8>>,
+    /// Gate text frames waiting for a message boundary.
+    inject: VecDeque<Vec<u8>>,
+    inject_bytes: usize,
+    eof: bool,
+}
+
+struct Closing {
+    code: u16,
+    reason: &'static str,
+    end: TunnelEnd,
+    deadline: Instant,
+    client_done: bool,
+    upstream_done: bool,
+    /// The upstream was at a frame boundary: it can be sent a close frame.
+    upstream_at_boundary: bool,
+}
+
+struct Pump<C, U> {
+    client: C,
+    upstream: U,
+    sockjs: bool,
+    max_inspect: usize,
+    revoked: RevokedSet,
+    /// Hashes of every token this connection presented or was granted.
+    tokens: Vec<TokenHash>,
+    inb: Inbound,
+    outb: Outbound,
+    closing: Option<Closing>,
+    first_closer: Option<Side>,
+    drain_deadline: Option<Instant>,
+}
+
+impl<C, U> Pump<C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    fn new(client: C, upstream: U, cfg: TunnelConfig, revoked: RevokedSet) -> Self {
+        Self {
+            client,
+            upstream,
+            sockjs: cfg.sockjs,
+            max_inspect: cfg.max_inspect_bytes,
+            revoked,
+            tokens: Vec::new(),
+            inb: Inbound {
+                rbuf: BytesMut::new(),
+                sink: Sink::default(),
+                frame: InFrame::Header,
+                message: None,
+                held_raw: BytesMut::new(),
+                held_text: Vec::new(),
+                holding: false,
+                eof: false,
+            },
+            outb: Outbound {
+                rbuf: BytesMut::new(),
+                sink: Sink::default(),
+                frame: OutFrame::Header,
+                in_message: false,
+                copy: None,
+                inject: VecDeque::new(),
+                inject_bytes: 0,
+                eof: false,
+            },
+            closing: None,
+            first_closer: None,
+            drain_deadline: None,
+        }
+    }
+
+    /// Watch `hash` from now on; close at once if it is already revoked.
+    fn learn(&mut self, hash: TokenHash) {
+        if !self.tokens.contains(&hash) {
+            self.tokens.push(hash);
+        }
+        if self.revoked.contains(&hash) {
+            self.revoke();
+        } else if self.tokens.len() > MAX_TOKENS {
+            self.start_closing(
+                CLOSE_POLICY_VIOLATION,
+                "too many logins",
+                TunnelEnd::ProtocolError("too many logins on one connection"),
+            );
+        }
+    }
+
+    fn revoke(&mut self) {
+        tracing::info!(target: "sessiongate::ws", "closing websocket: session revoked");
+        self.start_closing(
+            CLOSE_POLICY_VIOLATION,
+            "session revoked",
+            TunnelEnd::Revoked,
+        );
+    }
+
+    fn protocol_error(&mut self, reason: &'static str) {
+        tracing::debug!(target: "sessiongate::ws", reason, "closing websocket: protocol error");
+        self.start_closing(
+            CLOSE_PROTOCOL_ERROR,
+            reason,
+            TunnelEnd::ProtocolError(reason),
+        );
+    }
+
+    /// Stop forwarding client data and close both sides: a close frame to the
+    /// client at the next upstream frame boundary, then the upstream.
+    fn start_closing(&mut self, code: u16, reason: &'static str, end: TunnelEnd) {
+        if self.closing.is_some() {
+            return;
+        }
+        let upstream_at_boundary = !matches!(self.inb.frame, InFrame::Passthrough { .. });
+        let inb = &mut self.inb;
+        inb.rbuf.clear();
+        inb.held_raw.clear();
+        inb.held_text.clear();
+        inb.message = None;
+        inb.frame = InFrame::Header;
+        self.closing = Some(Closing {
+            code,
+            reason,
+            end,
+            deadline: Instant::now() + CLOSE_GRACE,
+            client_done: false,
+            upstream_done: false,
+            upstream_at_boundary,
+        });
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.closing {
+            Some(closing) => Some(closing.deadline),
+            None => self.drain_deadline,
+        }
+    }
+
+    fn end_reason(&self) -> TunnelEnd {
+        match (&self.closing, self.first_closer) {
+            (Some(closing), _) => closing.end,
+            (None, Some(Side::Upstream)) => TunnelEnd::UpstreamClosed,
+            (None, _) => TunnelEnd::ClientClosed,
+        }
+    }
+
+    fn closed_by(&mut self, side: Side) {
+        self.first_closer.get_or_insert(side);
+    }
+
+    fn finished(&self) -> bool {
+        if self.closing.is_some() {
+            // Wait for the client's EOF too, so unread bytes do not turn our
+            // close into a reset that could destroy the close frame.
+            return self.inb.sink.shut && self.outb.sink.shut && self.inb.eof;
+        }
+        self.inb.eof && self.inb.sink.shut && self.outb.eof && self.outb.sink.shut
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<TunnelEnd> {
+        for _ in 0..POLL_BUDGET {
+            let mut progress = false;
+            if self.closing.is_none() {
+                progress |= self.process_inbound();
+            }
+            progress |= self.process_outbound();
+            progress |= self.queue_close_frames();
+
+            let upstream_gone = self.outb.eof || self.closing.is_some();
+            match self.inb.sink.poll_drain(&mut self.upstream, cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) if upstream_gone => {
+                    self.inb.sink.abandon();
+                    progress = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+            let client_gone = self.inb.eof || self.closing.is_some();
+            match self.outb.sink.poll_drain(&mut self.client, cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) if client_gone => {
+                    self.outb.sink.abandon();
+                    progress = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+
+            match self.poll_read_client(cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+            match self.poll_read_upstream(cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+
+            if self.finished() {
+                return Poll::Ready(self.end_reason());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_read_client(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.inb.eof {
+            return Poll::Ready(Ok(false));
+        }
+        let closing = self.closing.is_some();
+        let backlog = self.inb.sink.out.len() >= HIGH_WATER || self.outb.inject_bytes >= HIGH_WATER;
+        if !closing && backlog {
+            return Poll::Ready(Ok(false));
+        }
+        self.inb.rbuf.reserve(READ_CHUNK);
+        match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.inb.rbuf) {
+            Poll::Ready(Ok(0)) => {
+                self.client_eof();
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Ok(_)) => {
+                if closing {
+                    // Read only to see the client's EOF; nothing goes upstream.
+                    self.inb.rbuf.clear();
+                }
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(_)) if closing => {
+                self.inb.eof = true;
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_read_upstream(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.outb.eof || self.outb.sink.out.len() >= HIGH_WATER {
+            return Poll::Ready(Ok(false));
+        }
+        // While closing, read only to finish the frame the client is in.
+        if self.closing.is_some() && self.outb.frame == OutFrame::Header {
+            return Poll::Ready(Ok(false));
+        }
+        self.outb.rbuf.reserve(READ_CHUNK);
+        match poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.outb.rbuf) {
+            Poll::Ready(Ok(0)) => {
+                self.upstream_eof();
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Err(_)) if self.closing.is_some() => {
+                self.upstream_eof();
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn client_eof(&mut self) {
+        let inb = &mut self.inb;
+        inb.eof = true;
+        // A message cut off by EOF is never complete: it is not forwarded.
+        inb.rbuf.clear();
+        inb.held_raw.clear();
+        inb.held_text.clear();
+        inb.message = None;
+        inb.sink.closing = true;
+        self.closed_by(Side::Client);
+        self.drain_deadline
+            .get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+    }
+
+    fn upstream_eof(&mut self) {
+        let outb = &mut self.outb;
+        outb.eof = true;
+        outb.rbuf.clear();
+        if outb.frame == OutFrame::Header && !outb.in_message {
+            flush_injections(outb);
+        }
+        outb.sink.closing = true;
+        self.closed_by(Side::Upstream);
+        self.drain_deadline
+            .get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+    }
+
+    /// Parse buffered client bytes into frames. Returns whether anything moved.
+    fn process_inbound(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            match self.inb.frame {
+                InFrame::Header => {
+                    let header = match frame::parse_header(&self.inb.rbuf) {
+                        Ok(Some(header)) => header,
+                        Ok(None) => return progress,
+                        Err(_) => {
+                            self.protocol_error("invalid frame header");
+                            return true;
+                        }
+                    };
+                    let mask = match self.check_client_header(&header) {
+                        Ok(mask) => mask,
+                        Err(reason) => {
+                            self.protocol_error(reason);
+                            return true;
+                        }
+                    };
+                    if header.opcode.is_control() {
+                        // At most 14 + 125 bytes: wait for all of it.
+                        let total = header.header_len + header.payload_len as usize;
+                        if self.inb.rbuf.len() < total {
+                            return progress;
+                        }
+                        let whole = self.inb.rbuf.split_to(total);
+                        if header.opcode == OpCode::Close {
+                            self.closed_by(Side::Client);
+                        }
+                        // Control frames may come between the fragments of a held
+                        // message (RFC 6455 §5.4); they go ahead of it.
+                        self.inb.sink.push(&whole);
+                    } else {
+                        self.start_data_frame(&header, mask);
+                    }
+                    progress = true;
+                }
+                InFrame::Held {
+                    remaining,
+                    mask,
+                    offset,
+                    fin,
+                } => {
+                    let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
+                    if take > 0 {
+                        let chunk = self.inb.rbuf.split_to(take);
+                        self.inb.held_raw.extend_from_slice(&chunk);
+                        let start = self.inb.held_text.len();
+                        self.inb.held_text.extend_from_slice(&chunk);
+                        if let Some(fresh) = self.inb.held_text.get_mut(start..) {
+                            frame::apply_mask(fresh, mask, offset);
+                        }
+                        progress = true;
+                    }
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        self.inb.frame = InFrame::Held {
+                            remaining,
+                            mask,
+                            offset: offset + take as u64,
+                            fin,
+                        };
+                        return progress;
+                    }
+                    self.inb.frame = InFrame::Header;
+                    if fin {
+                        self.finish_held_message();
+                        progress = true;
+                    }
+                }
+                InFrame::Passthrough { remaining, fin } => {
+                    let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
+                    if take > 0 {
+                        let chunk = self.inb.rbuf.split_to(take);
+                        self.inb.sink.push(&chunk);
+                        progress = true;
+                    }
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        self.inb.frame = InFrame::Passthrough { remaining, fin };
+                        return progress;
+                    }
+                    self.inb.frame = InFrame::Header;
+                    if fin {
+                        self.inb.message = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// RFC 6455 rules for a client frame; returns its masking key.
+    fn check_client_header(&self, header: &FrameHeader) -> Result<[u8; 4], &'static str> {
+        // §5.1: "The server MUST close the connection upon receiving a frame
+        // that is not masked."
+        let Some(mask) = header.mask else {
+            return Err("unmasked client frame");
+        };
+        // §5.2: RSV bits "MUST be 0 unless an extension is negotiated". The
+        // proxy strips the permessage-deflate offer, so a compressed frame
+        // (RSV1) is one the gate could not read: refuse it.
+        if header.rsv != 0 {
+            return Err("reserved bits set without a negotiated extension");
+        }
+        match (header.opcode, self.inb.message) {
+            (OpCode::Continuation, None) => Err("continuation frame outside a message"),
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err("new message inside a fragmented one"),
+            _ => Ok(mask),
+        }
+    }
+
+    fn start_data_frame(&mut self, header: &FrameHeader, mask: [u8; 4]) {
+        let max = self.max_inspect as u64;
+        let inb = &mut self.inb;
+        let head = inb.rbuf.split_to(header.header_len);
+        if header.opcode == OpCode::Continuation {
+            if inb.holding && inb.held_text.len() as u64 + header.payload_len > max {
+                // Too big to inspect: release what is held, stream the rest.
+                inb.sink.push(&inb.held_raw);
+                inb.held_raw.clear();
+                inb.held_text.clear();
+                inb.holding = false;
+            }
+        } else {
+            inb.message = Some(header.opcode);
+            inb.holding = header.payload_len <= max;
+        }
+        if inb.holding {
+            inb.held_raw.extend_from_slice(&head);
+            inb.frame = InFrame::Held {
+                remaining: header.payload_len,
+                mask,
+                offset: 0,
+                fin: header.fin,
+            };
+        } else {
+            inb.sink.push(&head);
+            inb.frame = InFrame::Passthrough {
+                remaining: header.payload_len,
+                fin: header.fin,
+            };
+        }
+    }
+
+    /// A held message is complete: refuse revoked resume logins, learn the
+    /// other tokens, forward the rest unchanged.
+    fn finish_held_message(&mut self) {
+        let opcode = self.inb.message.take().unwrap_or(OpCode::Text);
+        let raw = std::mem::take(&mut self.inb.held_raw);
+        let text = std::mem::take(&mut self.inb.held_text);
+        self.inb.holding = false;
+
+        let logins = ddp::resume_logins(&text, self.sockjs);
+        let mut refused: Vec<String> = Vec::new();
+        for login in &logins {
+            let hash = hash_token(&login.token);
+            if self.revoked.contains(&hash) {
+                if !refused.contains(&login.call_id) {
+                    refused.push(login.call_id.clone());
+                }
+            } else {
+                self.learn(hash);
+            }
+        }
+        if refused.is_empty() {
+            self.inb.sink.push(&raw);
+            return;
+        }
+        tracing::info!(target: "sessiongate::ws", "refused a resume login with a revoked token");
+        self.answer_logged_out(&refused);
+        if self.sockjs {
+            // Forward the frame's other messages, without the refused login.
+            let revoked = &self.revoked;
+            let keep: Vec<String> = ddp::sockjs_client_messages(&String::from_utf8_lossy(&text))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|message| {
+                    !ddp::message_resume_logins(message)
+                        .iter()
+                        .any(|login| revoked.contains(&hash_token(&login.token)))
+                })
+                .collect();
+            if !keep.is_empty() {
+                let payload = ddp::sockjs_client_frame(&keep);
+                let frame = frame::encode_frame(opcode, payload.as_bytes(), Some(rand::random()));
+                self.inb.sink.push(&frame);
+            }
+        }
+    }
+
+    /// Answer refused logins the way Meteor answers an expired token.
+    fn answer_logged_out(&mut self, call_ids: &[String]) {
+        let results: Vec<String> = call_ids
+            .iter()
+            .map(|id| ddp::logged_out_result(id))
+            .collect();
+        let payloads = if self.sockjs {
+            vec![ddp::sockjs_server_frame(&results)]
+        } else {
+            results
+        };
+        for payload in payloads {
+            let frame = frame::encode_frame(OpCode::Text, payload.as_bytes(), None);
+            self.outb.inject_bytes += frame.len();
+            self.outb.inject.push_back(frame);
+        }
+    }
+
+    /// Forward buffered upstream bytes, tracking frame boundaries and copying
+    /// text messages aside for [`ddp::granted_logins`].
+    fn process_outbound(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            match self.outb.frame {
+                OutFrame::Header => {
+                    if !self.outb.in_message && !self.outb.inject.is_empty() {
+                        flush_injections(&mut self.outb);
+                        progress = true;
+                    }
+                    if self.closing.is_some() {
+                        // No new upstream frame once a close is under way.
+                        self.outb.rbuf.clear();
+                        return progress;
+                    }
+                    let header = match frame::parse_header(&self.outb.rbuf) {
+                        Ok(Some(header)) => header,
+                        Ok(None) => return progress,
+                        Err(_) => {
+                            self.outb.rbuf.clear();
+                            self.protocol_error("upstream sent an invalid frame");
+                            return true;
+                        }
+                    };
+                    let outb = &mut self.outb;
+                    let head = outb.rbuf.split_to(header.header_len);
+                    outb.sink.push(&head);
+                    let data = !header.opcode.is_control();
+                    if data {
+                        if header.opcode != OpCode::Continuation {
+                            // Compressed (RSV1) text cannot be read: skip it.
+                            let readable = header.opcode == OpCode::Text && header.rsv == 0;
+                            outb.copy = readable.then(Vec::new);
+                        }
+                        outb.in_message = !header.fin;
+                    }
+                    outb.frame = OutFrame::Payload {
+                        remaining: header.payload_len,
+                        mask: header.mask,
+                        offset: 0,
+                        fin: header.fin,
+                        data,
+                    };
+                    if header.opcode == OpCode::Close {
+                        self.closed_by(Side::Upstream);
+                    }
+                    progress = true;
+                }
+                OutFrame::Payload {
+                    remaining,
+                    mask,
+                    offset,
+                    fin,
+                    data,
+                } => {
+                    let max = self.max_inspect;
+                    let outb = &mut self.outb;
+                    let take = remaining.min(outb.rbuf.len() as u64) as usize;
+                    if take > 0 {
+                        let chunk = outb.rbuf.split_to(take);
+                        if data {
+                            copy_aside(&mut outb.copy, &chunk, mask, offset, max);
+                        }
+                        outb.sink.push(&chunk);
+                        progress = true;
+                    }
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        outb.frame = OutFrame::Payload {
+                            remaining,
+                            mask,
+                            offset: offset + take as u64,
+                            fin,
+                            data,
+                        };
+                        return progress;
+                    }
+                    outb.frame = OutFrame::Header;
+                    if data && fin {
+                        if let Some(text) = outb.copy.take() {
+                            self.learn_granted(&text);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn learn_granted(&mut self, text: &[u8]) {
+        for grant in ddp::granted_logins(text, self.sockjs) {
+            self.learn(hash_token(&grant.token));
+        }
+    }
+
+    /// While closing: queue the close frames once each side is at a frame
+    /// boundary, and ask for the sockets to be shut down.
+    fn queue_close_frames(&mut self) -> bool {
+        let Some(closing) = &mut self.closing else {
+            return false;
+        };
+        let mut progress = false;
+        if !closing.client_done && (self.outb.frame == OutFrame::Header || self.outb.eof) {
+            if self.outb.frame == OutFrame::Header {
+                if !self.outb.in_message {
+                    flush_injections(&mut self.outb);
+                }
+                let frame = frame::encode_close(closing.code, closing.reason, None);
+                self.outb.sink.push(&frame);
+            }
+            self.outb.sink.closing = true;
+            closing.client_done = true;
+            progress = true;
+        }
+        if !closing.upstream_done {
+            if closing.upstream_at_boundary {
+                let frame = frame::encode_close(closing.code, closing.reason, Some(rand::random()));
+                self.inb.sink.push(&frame);
+            }
+            self.inb.sink.closing = true;
+            closing.upstream_done = true;
+            progress = true;
+        }
+        progress
+    }
+}
+
+fn flush_injections(outb: &mut Outbound) {
+    for frame in outb.inject.drain(..) {
+        outb.sink.push(&frame);
+    }
+    outb.inject_bytes = 0;
+}
+
+/// Append a payload chunk to the inspection copy, unmasking it; drop the copy
+/// once the message outgrows `max`.
+fn copy_aside(
+    copy: &mut Option<Vec<u8>>,
+    chunk: &[u8],
+    mask: Option<[u8; 4]>,
+    offset: u64,
+    max: usize,
+) {
+    let Some(text) = copy else { return };
+    if text.len() + chunk.len() > max {
+        *copy = None;
+        return;
+    }
+    let start = text.len();
+    text.extend_from_slice(chunk);
+    if let (Some(key), Some(fresh)) = (mask, text.get_mut(start..)) {
+        frame::apply_mask(fresh, key, offset);
+    }
+}
