@@ -972,7 +972,7 @@ mod tests {
             prop_assert_eq!(&found, &expected);
 
             // The same message inside a SockJS frame.
-            let framed = sockjs_client_frame(&[text.clone()]);
+            let framed = sockjs_client_frame(std::slice::from_ref(&text));
             let found: Vec<String> = resume_logins(&framed, true).into_iter().map(|l| l.token).collect();
             prop_assert_eq!(found, expected);
             prop_assert_eq!(sockjs_client_messages(&framed), Some(vec![text]));
