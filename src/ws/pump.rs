@@ -259,9 +259,12 @@ enum InFrame {
         offset: u64,
         fin: bool,
     },
-    /// Payload streamed straight through (message too big to inspect).
+    /// Payload of a message too big to hold, streamed through while a
+    /// [`ddp::ResumeScanner`] reads it.
     Passthrough {
         remaining: u64,
+        mask: [u8; 4],
+        offset: u64,
         fin: bool,
     },
 }
@@ -278,6 +281,8 @@ struct Inbound {
     /// Their unmasked payload.
     held_text: Vec<u8>,
     holding: bool,
+    /// Reads a message too big to hold as it streams through.
+    scanner: Option<ddp::ResumeScanner>,
     eof: bool,
 }
 
@@ -356,6 +361,7 @@ where
                 held_raw: BytesMut::new(),
                 held_text: Vec::new(),
                 holding: false,
+                scanner: None,
                 eof: false,
             },
             outb: Outbound {
@@ -420,6 +426,7 @@ where
         inb.held_raw.clear();
         inb.held_text.clear();
         inb.message = None;
+        inb.scanner = None;
         inb.frame = InFrame::Header;
         self.closing = Some(Closing {
             code,
@@ -575,6 +582,7 @@ where
         inb.held_raw.clear();
         inb.held_text.clear();
         inb.message = None;
+        inb.scanner = None;
         inb.sink.closing = true;
         self.closed_by(Side::Client);
         self.drain_deadline
@@ -666,21 +674,42 @@ where
                         progress = true;
                     }
                 }
-                InFrame::Passthrough { remaining, fin } => {
+                InFrame::Passthrough {
+                    remaining,
+                    mask,
+                    offset,
+                    fin,
+                } => {
                     let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
+                    let remaining = remaining - take as u64;
                     if take > 0 {
                         let chunk = self.inb.rbuf.split_to(take);
+                        if let Some(scanner) = &mut self.inb.scanner {
+                            let mut plain = chunk.to_vec();
+                            frame::apply_mask(&mut plain, mask, offset);
+                            scanner.feed(&plain);
+                        }
+                        // The bytes that complete the message go out only
+                        // once the whole message has been read.
+                        if remaining == 0 && fin && self.streamed_login_refused() {
+                            return true;
+                        }
                         self.inb.sink.push(&chunk);
                         progress = true;
                     }
-                    let remaining = remaining - take as u64;
                     if remaining > 0 {
-                        self.inb.frame = InFrame::Passthrough { remaining, fin };
+                        self.inb.frame = InFrame::Passthrough {
+                            remaining,
+                            mask,
+                            offset: offset + take as u64,
+                            fin,
+                        };
                         return progress;
                     }
                     self.inb.frame = InFrame::Header;
                     if fin {
                         self.inb.message = None;
+                        self.inb.scanner = None;
                     }
                 }
             }
@@ -709,11 +738,16 @@ where
 
     fn start_data_frame(&mut self, header: &FrameHeader, mask: [u8; 4]) {
         let max = self.max_inspect as u64;
+        let sockjs = self.sockjs;
         let inb = &mut self.inb;
         let head = inb.rbuf.split_to(header.header_len);
         if header.opcode == OpCode::Continuation {
             if inb.holding && inb.held_text.len() as u64 + header.payload_len > max {
-                // Too big to inspect: release what is held, stream the rest.
+                // Too big to hold: release what is held (it cannot complete the
+                // message) and scan the rest as it streams.
+                let mut scanner = ddp::ResumeScanner::new(sockjs);
+                scanner.feed(&inb.held_text);
+                inb.scanner = Some(scanner);
                 inb.sink.push(&inb.held_raw);
                 inb.held_raw.clear();
                 inb.held_text.clear();
@@ -722,6 +756,9 @@ where
         } else {
             inb.message = Some(header.opcode);
             inb.holding = header.payload_len <= max;
+            if !inb.holding {
+                inb.scanner = Some(ddp::ResumeScanner::new(sockjs));
+            }
         }
         if inb.holding {
             inb.held_raw.extend_from_slice(&head);
@@ -732,12 +769,42 @@ where
                 fin: header.fin,
             };
         } else {
-            inb.sink.push(&head);
             inb.frame = InFrame::Passthrough {
                 remaining: header.payload_len,
+                mask,
+                offset: 0,
                 fin: header.fin,
             };
+            // An empty final frame completes the message by its header alone.
+            if header.fin && header.payload_len == 0 && self.streamed_login_refused() {
+                return;
+            }
+            self.inb.sink.push(&head);
         }
+    }
+
+    /// A streamed message is complete: did it carry a revoked resume token?
+    /// Its last bytes are still held back, so the upstream never gets a whole
+    /// message to run; the socket cannot go on after a cut frame, so it is
+    /// closed (the client's next login, normal-sized, gets the Meteor answer).
+    fn streamed_login_refused(&mut self) -> bool {
+        let Some(scanner) = self.inb.scanner.take() else {
+            return false;
+        };
+        let hashes: Vec<TokenHash> = scanner.tokens().iter().map(|t| hash_token(t)).collect();
+        if hashes.iter().any(|hash| self.revoked.contains(hash)) {
+            tracing::info!(target: "sessiongate::ws", "refused an oversized resume login with a revoked token");
+            self.start_closing(
+                CLOSE_POLICY_VIOLATION,
+                "session revoked",
+                TunnelEnd::Revoked,
+            );
+            return true;
+        }
+        for hash in hashes {
+            self.learn(hash);
+        }
+        false
     }
 
     /// A held message is complete: refuse revoked resume logins, learn the
@@ -1515,5 +1582,89 @@ mod tests {
         h.upstream.read_exact(&mut got).await.unwrap();
         assert_eq!(got, sent);
         assert_open(&mut h).await;
+    }
+
+    fn small_limit(sockjs: bool) -> TunnelConfig {
+        TunnelConfig {
+            sockjs,
+            max_inspect_bytes: 64,
+            ..TunnelConfig::default()
+        }
+    }
+
+    fn padded_login(call_id: &str, token: &str) -> String {
+        format!(
+            r#"{{"msg":"method","method":"login","pad":"{}","params":[{{"resume":"{token}"}}],"id":"{call_id}"}}"#,
+            "x".repeat(300)
+        )
+    }
+
+    #[tokio::test]
+    async fn oversized_revoked_login_never_completes_upstream() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(small_limit(false), &revoked);
+        let sent = masked(OpCode::Text, padded_login("1", "dead-token").as_bytes());
+        h.client.write_all(&sent).await.unwrap();
+        expect_close(&mut h.client, 1008).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+        // The upstream got at most a cut-off prefix of the frame, then EOF.
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, h.upstream.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got.len() < sent.len(), "the message was completed upstream");
+        assert_eq!(got, sent[..got.len()]);
+    }
+
+    #[tokio::test]
+    async fn oversized_fragmented_sockjs_login_is_caught_across_the_limit() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(small_limit(true), &revoked);
+        let text = ddp::sockjs_client_frame(&[padded_login("2", "dead-token")]);
+        let pieces: Vec<&[u8]> = text.as_bytes().chunks(40).collect();
+        let mut sent = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Continuation
+            };
+            if i + 1 == pieces.len() {
+                sent.extend(masked(opcode, piece));
+            } else {
+                sent.extend(fragment(opcode, piece));
+            }
+        }
+        for chunk in sent.chunks(7) {
+            h.client.write_all(chunk).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        expect_close(&mut h.client, 1008).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+        let mut got = Vec::new();
+        h.upstream.read_to_end(&mut got).await.unwrap();
+        assert!(got.len() < sent.len(), "the message was completed upstream");
+        assert_eq!(got, sent[..got.len()]);
+    }
+
+    #[tokio::test]
+    async fn oversized_live_login_streams_through_and_its_token_is_watched() {
+        let revoked = RevokedSet::new();
+        let mut h = start(small_limit(false), &revoked);
+        let sent = masked(OpCode::Text, padded_login("3", "live-token").as_bytes());
+        h.client.write_all(&sent).await.unwrap();
+        let mut got = vec![0; sent.len()];
+        h.upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, sent);
+
+        revoke(&revoked, "live-token");
+        tokio::time::timeout(PROMPT, expect_close(&mut h.client, 1008))
+            .await
+            .expect("closed within 1 s");
     }
 }
