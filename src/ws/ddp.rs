@@ -17,6 +17,9 @@
 //! gate takes every string stored under a key named `resume`, at any depth of
 //! any message: a legitimate message that is not a login never carries a
 //! revoked token there, so the only messages refused are the ones that try.
+//!
+//! Messages too big to hold are read as they stream by [`ResumeScanner`],
+//! which finds the same tokens a byte at a time with bounded memory.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! The websocket tunnel between an upgraded client socket and the upstream.
 //!
-//! Both directions are driven by one poll loop ([`Pump::poll_io`]) that only
+//! Both directions are driven by one poll loop (`Pump::poll_io`) that only
 //! ever calls `poll_read` / `poll_write`, so every piece of state lives in the
 //! pump and the surrounding `select!` (revocation events, shutdown, deadlines)
 //! can interrupt it at any point without losing bytes. Directions stay
@@ -11,7 +11,14 @@
 //! frames of a data message are held until the message is complete, then the
 //! message is inspected for resume tokens (text and binary alike: Meteor
 //! `JSON.parse`s binary frames too). A message bigger than
-//! `max_inspect_bytes` stops being held and streams through uninspected.
+//! `max_inspect_bytes` stops being held and streams through while a
+//! [`ddp::ResumeScanner`] reads it; only the bytes that would complete it wait
+//! for the verdict (Meteor accepts messages up to 64 MiB, so padding a login
+//! past the limit must not get it through).
+//!
+//! The connection's tokens are all the tokens it presented (cookie, resume
+//! logins) or was granted, not just the last: a failed login with another
+//! token must not make the gate forget the one the socket is logged in with.
 //!
 //! Upstream → client: bytes are forwarded as they arrive; frame boundaries are
 //! tracked so the gate's own frames (a login error, a close) only go in
