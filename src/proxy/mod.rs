@@ -342,7 +342,7 @@ impl Gate {
             }
             Err(_) => return ProxyError::BadRequest.into_response(),
         };
-        let revoked_login = ws::ddp::resume_logins(&String::from_utf8_lossy(&bytes), true)
+        let revoked_login = ws::ddp::resume_logins(&bytes, true)
             .iter()
             .any(|login| self.revoked.contains(&hash_token(&login.token)));
         if revoked_login {
@@ -350,7 +350,7 @@ impl Gate {
                 .revoked_requests
                 .get_or_create(&crate::admin::metrics::KindLabel { kind: "sockjs" })
                 .inc();
-            return json_response(StatusCode::FORBIDDEN, ws::ddp::LOGGED_OUT_ERROR);
+            return json_response(StatusCode::FORBIDDEN, crate::api::error::METEOR_LOGGED_OUT);
         }
         let mut parts = parts;
         if let Err(e) = self.prepare_head(&mut parts, &conn, false) {

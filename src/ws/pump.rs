@@ -1,0 +1,1677 @@
+//! The websocket tunnel between an upgraded client socket and the upstream.
+//!
+//! Both directions are driven by one poll loop (`Pump::poll_io`) that only
+//! ever calls `poll_read` / `poll_write`, so every piece of state lives in the
+//! pump and the surrounding `select!` (revocation events, shutdown, deadlines)
+//! can interrupt it at any point without losing bytes. Directions stay
+//! independent: a stalled writer on one side never stops the other side, and
+//! a revocation is acted on even while a write is blocked.
+//!
+//! Client → upstream: frames are parsed; control frames pass at once; the
+//! frames of a data message are held until the message is complete, then the
+//! message is inspected for resume tokens (text and binary alike: Meteor
+//! `JSON.parse`s binary frames too). A message bigger than
+//! `max_inspect_bytes` stops being held and streams through while a
+//! [`ddp::ResumeScanner`] reads it; only the bytes that would complete it wait
+//! for the verdict (Meteor accepts messages up to 64 MiB, so padding a login
+//! past the limit must not get it through).
+//!
+//! The connection's tokens are all the tokens it presented (cookie, resume
+//! logins) or was granted, not just the last: a failed login with another
+//! token must not make the gate forget the one the socket is logged in with.
+//!
+//! Upstream → client: bytes are forwarded as they arrive; frame boundaries are
+//! tracked so the gate's own frames (a login error, a close) only go in
+//! between upstream frames, and login results are copied aside to learn the
+//! tokens the server grants.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
+use tokio_util::sync::CancellationToken;
+
+use super::ddp;
+use super::frame::{self, FrameHeader, OpCode};
+use crate::auth::{TokenHash, hash_token};
+use crate::revocation::RevokedSet;
+
+/// Default bound on a message the gate holds back to inspect.
+pub const DEFAULT_MAX_INSPECT_BYTES: usize = 1 << 20;
+
+/// RFC 6455 §7.4.1 status codes the gate sends.
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_POLICY_VIOLATION: u16 = 1008;
+
+/// Stop reading a side while this much is queued toward the other.
+const HIGH_WATER: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a close may take (finishing an upstream frame, flushing) before
+/// the sockets are simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// How long one direction may keep flowing after the other has finished.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Distinct tokens one connection may present. Each is watched for
+/// revocation; a client cycling through more is not a chat client.
+const MAX_TOKENS: usize = 32;
+/// Loop iterations per poll before yielding, so a busy socket cannot starve
+/// the revocation and shutdown arms of the `select!`.
+const POLL_BUDGET: usize = 32;
+
+/// What the tunnel needs to know about one connection.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// The socket is a SockJS websocket (`/sockjs/…/websocket`): client frames
+    /// are JSON arrays of DDP messages, server frames `a[…]`.
+    pub sockjs: bool,
+    /// Hash of the `rc_token` cookie sent with the handshake, if any.
+    pub cookie_token: Option<TokenHash>,
+    /// Largest message held back for inspection (default 1 MiB).
+    pub max_inspect_bytes: usize,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            sockjs: false,
+            cookie_token: None,
+            max_inspect_bytes: DEFAULT_MAX_INSPECT_BYTES,
+        }
+    }
+}
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// The client closed first (close frame or EOF).
+    ClientClosed,
+    /// The upstream closed first.
+    UpstreamClosed,
+    /// A token of this connection was revoked: closed with 1008.
+    Revoked,
+    /// The gate is shutting down: closed with 1001.
+    Shutdown,
+    /// A peer broke the protocol; the client got a close frame.
+    ProtocolError(&'static str),
+    /// A socket failed.
+    Io,
+}
+
+/// Tunnel websocket frames between `client` and `upstream` until either side
+/// closes, a token of the connection is revoked, or `shutdown` fires.
+pub async fn tunnel<C, U>(
+    client: C,
+    upstream: U,
+    cfg: TunnelConfig,
+    revoked: RevokedSet,
+    shutdown: CancellationToken,
+) -> TunnelEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+    U: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // Subscribe before the first `contains` check, so no revocation can fall
+    // between the check and the subscription.
+    let mut events = revoked.subscribe();
+    let cookie_token = cfg.cookie_token;
+    let mut pump = Pump::new(client, upstream, cfg, revoked);
+    if let Some(hash) = cookie_token {
+        pump.learn(hash);
+    }
+    let mut events_open = true;
+    loop {
+        let deadline = pump.deadline();
+        let closing = pump.closing.is_some();
+        let step = tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !closing => Step::Shutdown,
+            event = events.recv(), if events_open && !closing => Step::Event(event),
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::Deadline,
+            end = poll_fn(|cx| pump.poll_io(cx)) => Step::End(end),
+        };
+        match step {
+            Step::End(end) => return end,
+            Step::Deadline => return pump.end_reason(),
+            Step::Shutdown => pump.start_closing(
+                CLOSE_GOING_AWAY,
+                "server shutting down",
+                TunnelEnd::Shutdown,
+            ),
+            Step::Event(Ok(hash)) => {
+                if pump.tokens.contains(&hash) {
+                    pump.revoke();
+                }
+            }
+            // Missed events: ask the set itself about every token we hold.
+            Step::Event(Err(RecvError::Lagged(_))) => {
+                if pump.tokens.iter().any(|hash| pump.revoked.contains(hash)) {
+                    pump.revoke();
+                }
+            }
+            Step::Event(Err(RecvError::Closed)) => events_open = false,
+        }
+    }
+}
+
+enum Step {
+    End(TunnelEnd),
+    Deadline,
+    Shutdown,
+    Event(Result<TokenHash, RecvError>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Upstream,
+}
+
+/// Bytes queued toward one socket, and how far its shutdown has got.
+#[derive(Default)]
+struct Sink {
+    out: BytesMut,
+    /// Written but not yet flushed (TLS streams buffer).
+    dirty: bool,
+    /// Nothing more will be queued: shut the socket down once `out` drains.
+    closing: bool,
+    shut: bool,
+}
+
+impl Sink {
+    fn push(&mut self, bytes: &[u8]) {
+        if !self.closing {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// The peer is gone: forget what was queued.
+    fn abandon(&mut self) {
+        self.out.clear();
+        self.closing = true;
+        self.shut = true;
+    }
+
+    /// Write, flush, then shut down when asked. `Ready(Ok(true))` when
+    /// something moved.
+    fn poll_drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<bool>> {
+        if self.shut {
+            return Poll::Ready(Ok(false));
+        }
+        let mut progress = false;
+        while !self.out.is_empty() {
+            match Pin::new(&mut *writer).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.out.advance(n);
+                    self.dirty = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return pending_unless(progress),
+            }
+        }
+        if self.dirty {
+            match Pin::new(&mut *writer).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.dirty = false;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return pending_unless(progress),
+            }
+        }
+        if self.closing {
+            match Pin::new(&mut *writer).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.shut = true;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return pending_unless(progress),
+            }
+        }
+        Poll::Ready(Ok(progress))
+    }
+}
+
+fn pending_unless(progress: bool) -> Poll<io::Result<bool>> {
+    if progress {
+        Poll::Ready(Ok(true))
+    } else {
+        Poll::Pending
+    }
+}
+
+/// Where the client → upstream parser is inside the current frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InFrame {
+    Header,
+    /// Payload of a data frame being held for inspection.
+    Held {
+        remaining: u64,
+        mask: [u8; 4],
+        offset: u64,
+        fin: bool,
+    },
+    /// Payload of a message too big to hold, streamed through while a
+    /// [`ddp::ResumeScanner`] reads it.
+    Passthrough {
+        remaining: u64,
+        mask: [u8; 4],
+        offset: u64,
+        fin: bool,
+    },
+}
+
+/// Client → upstream.
+struct Inbound {
+    rbuf: BytesMut,
+    sink: Sink,
+    frame: InFrame,
+    /// Opcode of the data message in progress (between its first frame and FIN).
+    message: Option<OpCode>,
+    /// The frames of the message in progress, as received (still masked).
+    held_raw: BytesMut,
+    /// Their unmasked payload.
+    held_text: Vec<u8>,
+    holding: bool,
+    /// Reads a message too big to hold as it streams through.
+    scanner: Option<ddp::ResumeScanner>,
+    eof: bool,
+}
+
+/// Where the upstream → client forwarder is inside the current frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OutFrame {
+    Header,
+    Payload {
+        remaining: u64,
+        mask: Option<[u8; 4]>,
+        offset: u64,
+        fin: bool,
+        data: bool,
+    },
+}
+
+/// Upstream → client.
+struct Outbound {
+    rbuf: BytesMut,
+    sink: Sink,
+    frame: OutFrame,
+    /// A fragmented data message is open: only control frames may go in.
+    in_message: bool,
+    /// Unmasked text of the current message, while it is small enough.
+    copy: Option<Vec<u8>>,
+    /// Gate text frames waiting for a message boundary.
+    inject: VecDeque<Vec<u8>>,
+    inject_bytes: usize,
+    eof: bool,
+}
+
+struct Closing {
+    code: u16,
+    reason: &'static str,
+    end: TunnelEnd,
+    deadline: Instant,
+    client_done: bool,
+    upstream_done: bool,
+    /// The upstream was at a frame boundary: it can be sent a close frame.
+    upstream_at_boundary: bool,
+}
+
+struct Pump<C, U> {
+    client: C,
+    upstream: U,
+    sockjs: bool,
+    max_inspect: usize,
+    revoked: RevokedSet,
+    /// Hashes of every token this connection presented or was granted.
+    tokens: Vec<TokenHash>,
+    inb: Inbound,
+    outb: Outbound,
+    closing: Option<Closing>,
+    first_closer: Option<Side>,
+    drain_deadline: Option<Instant>,
+}
+
+impl<C, U> Pump<C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    fn new(client: C, upstream: U, cfg: TunnelConfig, revoked: RevokedSet) -> Self {
+        Self {
+            client,
+            upstream,
+            sockjs: cfg.sockjs,
+            max_inspect: cfg.max_inspect_bytes,
+            revoked,
+            tokens: Vec::new(),
+            inb: Inbound {
+                rbuf: BytesMut::new(),
+                sink: Sink::default(),
+                frame: InFrame::Header,
+                message: None,
+                held_raw: BytesMut::new(),
+                held_text: Vec::new(),
+                holding: false,
+                scanner: None,
+                eof: false,
+            },
+            outb: Outbound {
+                rbuf: BytesMut::new(),
+                sink: Sink::default(),
+                frame: OutFrame::Header,
+                in_message: false,
+                copy: None,
+                inject: VecDeque::new(),
+                inject_bytes: 0,
+                eof: false,
+            },
+            closing: None,
+            first_closer: None,
+            drain_deadline: None,
+        }
+    }
+
+    /// Watch `hash` from now on; close at once if it is already revoked.
+    fn learn(&mut self, hash: TokenHash) {
+        if !self.tokens.contains(&hash) {
+            self.tokens.push(hash);
+        }
+        if self.revoked.contains(&hash) {
+            self.revoke();
+        } else if self.tokens.len() > MAX_TOKENS {
+            self.start_closing(
+                CLOSE_POLICY_VIOLATION,
+                "too many logins",
+                TunnelEnd::ProtocolError("too many logins on one connection"),
+            );
+        }
+    }
+
+    fn revoke(&mut self) {
+        tracing::info!(target: "sessiongate::ws", "closing websocket: session revoked");
+        self.start_closing(
+            CLOSE_POLICY_VIOLATION,
+            "session revoked",
+            TunnelEnd::Revoked,
+        );
+    }
+
+    fn protocol_error(&mut self, reason: &'static str) {
+        tracing::debug!(target: "sessiongate::ws", reason, "closing websocket: protocol error");
+        self.start_closing(
+            CLOSE_PROTOCOL_ERROR,
+            reason,
+            TunnelEnd::ProtocolError(reason),
+        );
+    }
+
+    /// Stop forwarding client data and close both sides: a close frame to the
+    /// client at the next upstream frame boundary, then the upstream.
+    fn start_closing(&mut self, code: u16, reason: &'static str, end: TunnelEnd) {
+        if self.closing.is_some() {
+            return;
+        }
+        let upstream_at_boundary = !matches!(self.inb.frame, InFrame::Passthrough { .. });
+        let inb = &mut self.inb;
+        inb.rbuf.clear();
+        inb.held_raw.clear();
+        inb.held_text.clear();
+        inb.message = None;
+        inb.scanner = None;
+        inb.frame = InFrame::Header;
+        self.closing = Some(Closing {
+            code,
+            reason,
+            end,
+            deadline: Instant::now() + CLOSE_GRACE,
+            client_done: false,
+            upstream_done: false,
+            upstream_at_boundary,
+        });
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.closing {
+            Some(closing) => Some(closing.deadline),
+            None => self.drain_deadline,
+        }
+    }
+
+    fn end_reason(&self) -> TunnelEnd {
+        match (&self.closing, self.first_closer) {
+            (Some(closing), _) => closing.end,
+            (None, Some(Side::Upstream)) => TunnelEnd::UpstreamClosed,
+            (None, _) => TunnelEnd::ClientClosed,
+        }
+    }
+
+    fn closed_by(&mut self, side: Side) {
+        self.first_closer.get_or_insert(side);
+    }
+
+    fn finished(&self) -> bool {
+        if self.closing.is_some() {
+            // Wait for the client's EOF too, so unread bytes do not turn our
+            // close into a reset that could destroy the close frame.
+            return self.inb.sink.shut && self.outb.sink.shut && self.inb.eof;
+        }
+        self.inb.eof && self.inb.sink.shut && self.outb.eof && self.outb.sink.shut
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<TunnelEnd> {
+        for _ in 0..POLL_BUDGET {
+            let mut progress = false;
+            if self.closing.is_none() {
+                progress |= self.process_inbound();
+            }
+            progress |= self.process_outbound();
+            progress |= self.queue_close_frames();
+
+            let upstream_gone = self.outb.eof || self.closing.is_some();
+            match self.inb.sink.poll_drain(&mut self.upstream, cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) if upstream_gone => {
+                    self.inb.sink.abandon();
+                    progress = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+            let client_gone = self.inb.eof || self.closing.is_some();
+            match self.outb.sink.poll_drain(&mut self.client, cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) if client_gone => {
+                    self.outb.sink.abandon();
+                    progress = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+
+            match self.poll_read_client(cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+            match self.poll_read_upstream(cx) {
+                Poll::Ready(Ok(moved)) => progress |= moved,
+                Poll::Ready(Err(_)) => return Poll::Ready(TunnelEnd::Io),
+                Poll::Pending => {}
+            }
+
+            if self.finished() {
+                return Poll::Ready(self.end_reason());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_read_client(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.inb.eof {
+            return Poll::Ready(Ok(false));
+        }
+        let closing = self.closing.is_some();
+        let backlog = self.inb.sink.out.len() >= HIGH_WATER || self.outb.inject_bytes >= HIGH_WATER;
+        if !closing && backlog {
+            return Poll::Ready(Ok(false));
+        }
+        self.inb.rbuf.reserve(READ_CHUNK);
+        match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.inb.rbuf) {
+            Poll::Ready(Ok(0)) => {
+                self.client_eof();
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Ok(_)) => {
+                if closing {
+                    // Read only to see the client's EOF; nothing goes upstream.
+                    self.inb.rbuf.clear();
+                }
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(_)) if closing => {
+                self.inb.eof = true;
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_read_upstream(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.outb.eof || self.outb.sink.out.len() >= HIGH_WATER {
+            return Poll::Ready(Ok(false));
+        }
+        // While closing, read only to finish the frame the client is in.
+        if self.closing.is_some() && self.outb.frame == OutFrame::Header {
+            return Poll::Ready(Ok(false));
+        }
+        self.outb.rbuf.reserve(READ_CHUNK);
+        match poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.outb.rbuf) {
+            Poll::Ready(Ok(0)) => {
+                self.upstream_eof();
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Err(_)) if self.closing.is_some() => {
+                self.upstream_eof();
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn client_eof(&mut self) {
+        let inb = &mut self.inb;
+        inb.eof = true;
+        // A message cut off by EOF is never complete: it is not forwarded.
+        inb.rbuf.clear();
+        inb.held_raw.clear();
+        inb.held_text.clear();
+        inb.message = None;
+        inb.scanner = None;
+        inb.sink.closing = true;
+        self.closed_by(Side::Client);
+        self.drain_deadline
+            .get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+    }
+
+    fn upstream_eof(&mut self) {
+        let outb = &mut self.outb;
+        outb.eof = true;
+        outb.rbuf.clear();
+        if outb.frame == OutFrame::Header && !outb.in_message {
+            flush_injections(outb);
+        }
+        outb.sink.closing = true;
+        self.closed_by(Side::Upstream);
+        self.drain_deadline
+            .get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
+    }
+
+    /// Parse buffered client bytes into frames. Returns whether anything moved.
+    fn process_inbound(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            match self.inb.frame {
+                InFrame::Header => {
+                    let header = match frame::parse_header(&self.inb.rbuf) {
+                        Ok(Some(header)) => header,
+                        Ok(None) => return progress,
+                        Err(_) => {
+                            self.protocol_error("invalid frame header");
+                            return true;
+                        }
+                    };
+                    let mask = match self.check_client_header(&header) {
+                        Ok(mask) => mask,
+                        Err(reason) => {
+                            self.protocol_error(reason);
+                            return true;
+                        }
+                    };
+                    if header.opcode.is_control() {
+                        // At most 14 + 125 bytes: wait for all of it.
+                        let total = header.header_len + header.payload_len as usize;
+                        if self.inb.rbuf.len() < total {
+                            return progress;
+                        }
+                        let whole = self.inb.rbuf.split_to(total);
+                        if header.opcode == OpCode::Close {
+                            self.closed_by(Side::Client);
+                        }
+                        // Control frames may come between the fragments of a held
+                        // message (RFC 6455 §5.4); they go ahead of it.
+                        self.inb.sink.push(&whole);
+                    } else {
+                        self.start_data_frame(&header, mask);
+                    }
+                    progress = true;
+                }
+                InFrame::Held {
+                    remaining,
+                    mask,
+                    offset,
+                    fin,
+                } => {
+                    let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
+                    if take > 0 {
+                        let chunk = self.inb.rbuf.split_to(take);
+                        self.inb.held_raw.extend_from_slice(&chunk);
+                        let start = self.inb.held_text.len();
+                        self.inb.held_text.extend_from_slice(&chunk);
+                        if let Some(fresh) = self.inb.held_text.get_mut(start..) {
+                            frame::apply_mask(fresh, mask, offset);
+                        }
+                        progress = true;
+                    }
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        self.inb.frame = InFrame::Held {
+                            remaining,
+                            mask,
+                            offset: offset + take as u64,
+                            fin,
+                        };
+                        return progress;
+                    }
+                    self.inb.frame = InFrame::Header;
+                    if fin {
+                        self.finish_held_message();
+                        progress = true;
+                    }
+                }
+                InFrame::Passthrough {
+                    remaining,
+                    mask,
+                    offset,
+                    fin,
+                } => {
+                    let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
+                    let remaining = remaining - take as u64;
+                    if take > 0 {
+                        let chunk = self.inb.rbuf.split_to(take);
+                        if let Some(scanner) = &mut self.inb.scanner {
+                            let mut plain = chunk.to_vec();
+                            frame::apply_mask(&mut plain, mask, offset);
+                            scanner.feed(&plain);
+                        }
+                        // The bytes that complete the message go out only
+                        // once the whole message has been read.
+                        if remaining == 0 && fin && self.streamed_login_refused() {
+                            return true;
+                        }
+                        self.inb.sink.push(&chunk);
+                        progress = true;
+                    }
+                    if remaining > 0 {
+                        self.inb.frame = InFrame::Passthrough {
+                            remaining,
+                            mask,
+                            offset: offset + take as u64,
+                            fin,
+                        };
+                        return progress;
+                    }
+                    self.inb.frame = InFrame::Header;
+                    if fin {
+                        self.inb.message = None;
+                        self.inb.scanner = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// RFC 6455 rules for a client frame; returns its masking key.
+    fn check_client_header(&self, header: &FrameHeader) -> Result<[u8; 4], &'static str> {
+        // §5.1: "The server MUST close the connection upon receiving a frame
+        // that is not masked."
+        let Some(mask) = header.mask else {
+            return Err("unmasked client frame");
+        };
+        // §5.2: RSV bits "MUST be 0 unless an extension is negotiated". The
+        // proxy strips the permessage-deflate offer, so a compressed frame
+        // (RSV1) is one the gate could not read: refuse it.
+        if header.rsv != 0 {
+            return Err("reserved bits set without a negotiated extension");
+        }
+        match (header.opcode, self.inb.message) {
+            (OpCode::Continuation, None) => Err("continuation frame outside a message"),
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err("new message inside a fragmented one"),
+            _ => Ok(mask),
+        }
+    }
+
+    fn start_data_frame(&mut self, header: &FrameHeader, mask: [u8; 4]) {
+        let max = self.max_inspect as u64;
+        let sockjs = self.sockjs;
+        let inb = &mut self.inb;
+        let head = inb.rbuf.split_to(header.header_len);
+        if header.opcode == OpCode::Continuation {
+            if inb.holding && inb.held_text.len() as u64 + header.payload_len > max {
+                // Too big to hold: release what is held (it cannot complete the
+                // message) and scan the rest as it streams.
+                let mut scanner = ddp::ResumeScanner::new(sockjs);
+                scanner.feed(&inb.held_text);
+                inb.scanner = Some(scanner);
+                inb.sink.push(&inb.held_raw);
+                inb.held_raw.clear();
+                inb.held_text.clear();
+                inb.holding = false;
+            }
+        } else {
+            inb.message = Some(header.opcode);
+            inb.holding = header.payload_len <= max;
+            if !inb.holding {
+                inb.scanner = Some(ddp::ResumeScanner::new(sockjs));
+            }
+        }
+        if inb.holding {
+            inb.held_raw.extend_from_slice(&head);
+            inb.frame = InFrame::Held {
+                remaining: header.payload_len,
+                mask,
+                offset: 0,
+                fin: header.fin,
+            };
+        } else {
+            inb.frame = InFrame::Passthrough {
+                remaining: header.payload_len,
+                mask,
+                offset: 0,
+                fin: header.fin,
+            };
+            // An empty final frame completes the message by its header alone.
+            if header.fin && header.payload_len == 0 && self.streamed_login_refused() {
+                return;
+            }
+            self.inb.sink.push(&head);
+        }
+    }
+
+    /// A streamed message is complete: did it carry a revoked resume token?
+    /// Its last bytes are still held back, so the upstream never gets a whole
+    /// message to run; the socket cannot go on after a cut frame, so it is
+    /// closed (the client's next login, normal-sized, gets the Meteor answer).
+    fn streamed_login_refused(&mut self) -> bool {
+        let Some(scanner) = self.inb.scanner.take() else {
+            return false;
+        };
+        let hashes: Vec<TokenHash> = scanner.tokens().iter().map(|t| hash_token(t)).collect();
+        if hashes.iter().any(|hash| self.revoked.contains(hash)) {
+            tracing::info!(target: "sessiongate::ws", "refused an oversized resume login with a revoked token");
+            self.start_closing(
+                CLOSE_POLICY_VIOLATION,
+                "session revoked",
+                TunnelEnd::Revoked,
+            );
+            return true;
+        }
+        for hash in hashes {
+            self.learn(hash);
+        }
+        false
+    }
+
+    /// A held message is complete: refuse revoked resume logins, learn the
+    /// other tokens, forward the rest unchanged.
+    fn finish_held_message(&mut self) {
+        let opcode = self.inb.message.take().unwrap_or(OpCode::Text);
+        let raw = std::mem::take(&mut self.inb.held_raw);
+        let text = std::mem::take(&mut self.inb.held_text);
+        self.inb.holding = false;
+
+        let logins = ddp::resume_logins(&text, self.sockjs);
+        let mut refused: Vec<String> = Vec::new();
+        for login in &logins {
+            let hash = hash_token(&login.token);
+            if self.revoked.contains(&hash) {
+                if !refused.contains(&login.call_id) {
+                    refused.push(login.call_id.clone());
+                }
+            } else {
+                self.learn(hash);
+            }
+        }
+        if refused.is_empty() {
+            self.inb.sink.push(&raw);
+            return;
+        }
+        tracing::info!(target: "sessiongate::ws", "refused a resume login with a revoked token");
+        self.answer_logged_out(&refused);
+        if self.sockjs {
+            // Forward the frame's other messages, without the refused login.
+            let revoked = &self.revoked;
+            let keep: Vec<String> = ddp::sockjs_client_messages(&String::from_utf8_lossy(&text))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|message| {
+                    !ddp::message_resume_logins(message)
+                        .iter()
+                        .any(|login| revoked.contains(&hash_token(&login.token)))
+                })
+                .collect();
+            if !keep.is_empty() {
+                let payload = ddp::sockjs_client_frame(&keep);
+                let frame = frame::encode_frame(opcode, payload.as_bytes(), Some(rand::random()));
+                self.inb.sink.push(&frame);
+            }
+        }
+    }
+
+    /// Answer refused logins the way Meteor answers an expired token.
+    fn answer_logged_out(&mut self, call_ids: &[String]) {
+        let results: Vec<String> = call_ids
+            .iter()
+            .map(|id| ddp::logged_out_result(id))
+            .collect();
+        let payloads = if self.sockjs {
+            vec![ddp::sockjs_server_frame(&results)]
+        } else {
+            results
+        };
+        for payload in payloads {
+            let frame = frame::encode_frame(OpCode::Text, payload.as_bytes(), None);
+            self.outb.inject_bytes += frame.len();
+            self.outb.inject.push_back(frame);
+        }
+    }
+
+    /// Forward buffered upstream bytes, tracking frame boundaries and copying
+    /// text messages aside for [`ddp::granted_logins`].
+    fn process_outbound(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            match self.outb.frame {
+                OutFrame::Header => {
+                    if !self.outb.in_message && !self.outb.inject.is_empty() {
+                        flush_injections(&mut self.outb);
+                        progress = true;
+                    }
+                    if self.closing.is_some() {
+                        // No new upstream frame once a close is under way.
+                        self.outb.rbuf.clear();
+                        return progress;
+                    }
+                    let header = match frame::parse_header(&self.outb.rbuf) {
+                        Ok(Some(header)) => header,
+                        Ok(None) => return progress,
+                        Err(_) => {
+                            self.outb.rbuf.clear();
+                            self.protocol_error("upstream sent an invalid frame");
+                            return true;
+                        }
+                    };
+                    let outb = &mut self.outb;
+                    let head = outb.rbuf.split_to(header.header_len);
+                    outb.sink.push(&head);
+                    let data = !header.opcode.is_control();
+                    if data {
+                        if header.opcode != OpCode::Continuation {
+                            // Compressed (RSV1) text cannot be read: skip it.
+                            let readable = header.opcode == OpCode::Text && header.rsv == 0;
+                            outb.copy = readable.then(Vec::new);
+                        }
+                        outb.in_message = !header.fin;
+                    }
+                    outb.frame = OutFrame::Payload {
+                        remaining: header.payload_len,
+                        mask: header.mask,
+                        offset: 0,
+                        fin: header.fin,
+                        data,
+                    };
+                    if header.opcode == OpCode::Close {
+                        self.closed_by(Side::Upstream);
+                    }
+                    progress = true;
+                }
+                OutFrame::Payload {
+                    remaining,
+                    mask,
+                    offset,
+                    fin,
+                    data,
+                } => {
+                    let max = self.max_inspect;
+                    let outb = &mut self.outb;
+                    let take = remaining.min(outb.rbuf.len() as u64) as usize;
+                    if take > 0 {
+                        let chunk = outb.rbuf.split_to(take);
+                        if data {
+                            copy_aside(&mut outb.copy, &chunk, mask, offset, max);
+                        }
+                        outb.sink.push(&chunk);
+                        progress = true;
+                    }
+                    let remaining = remaining - take as u64;
+                    if remaining > 0 {
+                        outb.frame = OutFrame::Payload {
+                            remaining,
+                            mask,
+                            offset: offset + take as u64,
+                            fin,
+                            data,
+                        };
+                        return progress;
+                    }
+                    outb.frame = OutFrame::Header;
+                    if data && fin {
+                        if let Some(text) = outb.copy.take() {
+                            self.learn_granted(&text);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn learn_granted(&mut self, text: &[u8]) {
+        for grant in ddp::granted_logins(text, self.sockjs) {
+            self.learn(hash_token(&grant.token));
+        }
+    }
+
+    /// While closing: queue the close frames once each side is at a frame
+    /// boundary, and ask for the sockets to be shut down.
+    fn queue_close_frames(&mut self) -> bool {
+        let Some(closing) = &mut self.closing else {
+            return false;
+        };
+        let mut progress = false;
+        if !closing.client_done && (self.outb.frame == OutFrame::Header || self.outb.eof) {
+            if self.outb.frame == OutFrame::Header {
+                if !self.outb.in_message {
+                    flush_injections(&mut self.outb);
+                }
+                let frame = frame::encode_close(closing.code, closing.reason, None);
+                self.outb.sink.push(&frame);
+            }
+            self.outb.sink.closing = true;
+            closing.client_done = true;
+            progress = true;
+        }
+        if !closing.upstream_done {
+            if closing.upstream_at_boundary {
+                let frame = frame::encode_close(closing.code, closing.reason, Some(rand::random()));
+                self.inb.sink.push(&frame);
+            }
+            self.inb.sink.closing = true;
+            closing.upstream_done = true;
+            progress = true;
+        }
+        progress
+    }
+}
+
+fn flush_injections(outb: &mut Outbound) {
+    for frame in outb.inject.drain(..) {
+        outb.sink.push(&frame);
+    }
+    outb.inject_bytes = 0;
+}
+
+/// Append a payload chunk to the inspection copy, unmasking it; drop the copy
+/// once the message outgrows `max`.
+fn copy_aside(
+    copy: &mut Option<Vec<u8>>,
+    chunk: &[u8],
+    mask: Option<[u8; 4]>,
+    offset: u64,
+    max: usize,
+) {
+    let Some(text) = copy else { return };
+    if text.len() + chunk.len() > max {
+        *copy = None;
+        return;
+    }
+    let start = text.len();
+    text.extend_from_slice(chunk);
+    if let (Some(key), Some(fresh)) = (mask, text.get_mut(start..)) {
+        frame::apply_mask(fresh, key, offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+    use tokio::task::JoinHandle;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+    const WAIT: Duration = Duration::from_secs(2);
+    /// The revocation promise: a revoked socket is closed well within this.
+    const PROMPT: Duration = Duration::from_secs(1);
+
+    /// The test plays the browser on `client` and the chat server on `upstream`.
+    struct Harness {
+        client: DuplexStream,
+        upstream: DuplexStream,
+        shutdown: CancellationToken,
+        task: JoinHandle<TunnelEnd>,
+    }
+
+    fn start(cfg: TunnelConfig, revoked: &RevokedSet) -> Harness {
+        let (client, client_gate) = duplex(1 << 20);
+        let (upstream_gate, upstream) = duplex(1 << 20);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(tunnel(
+            client_gate,
+            upstream_gate,
+            cfg,
+            revoked.clone(),
+            shutdown.clone(),
+        ));
+        Harness {
+            client,
+            upstream,
+            shutdown,
+            task,
+        }
+    }
+
+    fn with_cookie(token: &str) -> TunnelConfig {
+        TunnelConfig {
+            cookie_token: Some(hash_token(token)),
+            ..TunnelConfig::default()
+        }
+    }
+
+    fn sockjs() -> TunnelConfig {
+        TunnelConfig {
+            sockjs: true,
+            ..TunnelConfig::default()
+        }
+    }
+
+    fn revoke(revoked: &RevokedSet, token: &str) {
+        revoked.insert(&hash_token(token), u32::MAX);
+    }
+
+    fn login(call_id: &str, token: &str) -> String {
+        format!(
+            r#"{{"msg":"method","method":"login","params":[{{"resume":"{token}"}}],"id":"{call_id}"}}"#
+        )
+    }
+
+    fn masked(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        frame::encode_frame(opcode, payload, Some(MASK))
+    }
+
+    /// A masked frame without FIN (a fragment that more frames follow).
+    fn fragment(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = masked(opcode, payload);
+        bytes[0] &= 0x7F;
+        bytes
+    }
+
+    fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        frame::encode_frame(opcode, payload, None)
+    }
+
+    /// Read one whole frame; the payload comes back unmasked.
+    async fn next_frame(stream: &mut DuplexStream) -> (FrameHeader, Vec<u8>) {
+        tokio::time::timeout(WAIT, async {
+            let mut head = Vec::new();
+            let header = loop {
+                if let Some(header) = frame::parse_header(&head).expect("a valid header") {
+                    break header;
+                }
+                head.push(stream.read_u8().await.expect("a header byte"));
+            };
+            let mut payload = vec![0; header.payload_len as usize];
+            stream.read_exact(&mut payload).await.expect("the payload");
+            if let Some(key) = header.mask {
+                frame::apply_mask(&mut payload, key, 0);
+            }
+            (header, payload)
+        })
+        .await
+        .expect("a frame in time")
+    }
+
+    async fn expect_close(stream: &mut DuplexStream, code: u16) {
+        let (header, payload) = next_frame(stream).await;
+        assert_eq!(header.opcode, OpCode::Close);
+        assert_eq!(frame::close_code(&payload), Some(code));
+    }
+
+    async fn expect_eof(stream: &mut DuplexStream) {
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
+            .await
+            .expect("EOF in time")
+            .expect("a clean EOF");
+        assert_eq!(rest, b"");
+    }
+
+    async fn ended(task: JoinHandle<TunnelEnd>) -> TunnelEnd {
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("the tunnel ends in time")
+            .expect("the tunnel task does not panic")
+    }
+
+    /// Proves the tunnel is still open and forwarding in both directions.
+    async fn assert_open(h: &mut Harness) {
+        let ping = br#"{"msg":"ping","id":"p"}"#;
+        h.client
+            .write_all(&masked(OpCode::Text, ping))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut h.upstream).await.1, ping);
+        let pong = br#"{"msg":"pong","id":"p"}"#;
+        h.upstream
+            .write_all(&server_frame(OpCode::Text, pong))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut h.client).await.1, pong);
+    }
+
+    #[tokio::test]
+    async fn frames_pass_through_byte_identical_both_ways() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        let sent = [
+            masked(
+                OpCode::Text,
+                br#"{"msg":"connect","version":"1","support":["1"]}"#,
+            ),
+            masked(OpCode::Ping, b"hi"),
+            masked(OpCode::Binary, &[0, 1, 2, 255]),
+            fragment(OpCode::Text, &[b'x'; 300]),
+            masked(OpCode::Continuation, &[b'y'; 70_000]),
+        ]
+        .concat();
+        h.client.write_all(&sent).await.unwrap();
+        let mut got = vec![0; sent.len()];
+        h.upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, sent);
+
+        let back = [
+            server_frame(OpCode::Text, br#"{"msg":"connected","session":"s1"}"#),
+            server_frame(OpCode::Pong, b"hi"),
+            server_frame(OpCode::Binary, &[7; 100_000]),
+        ]
+        .concat();
+        h.upstream.write_all(&back).await.unwrap();
+        let mut got = vec![0; back.len()];
+        h.client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, back);
+        assert!(!h.task.is_finished());
+    }
+
+    #[tokio::test]
+    async fn real_websocket_peers_talk_and_close_through_the_tunnel() {
+        let revoked = RevokedSet::new();
+        let h = start(TunnelConfig::default(), &revoked);
+        let mut browser = WebSocketStream::from_raw_socket(h.client, Role::Client, None).await;
+        let mut server = WebSocketStream::from_raw_socket(h.upstream, Role::Server, None).await;
+
+        browser
+            .send(Message::text(login("1", "live")))
+            .await
+            .unwrap();
+        let got = server.next().await.unwrap().unwrap();
+        assert_eq!(got, Message::text(login("1", "live")));
+        server.send(Message::text("echo")).await.unwrap();
+        assert_eq!(
+            browser.next().await.unwrap().unwrap(),
+            Message::text("echo")
+        );
+
+        browser.close(None).await.unwrap();
+        let seen = tokio::time::timeout(WAIT, server.next()).await.unwrap();
+        assert!(matches!(seen, Some(Ok(Message::Close(_)))), "{seen:?}");
+        // tungstenite sends its close reply on the next flush.
+        server.flush().await.unwrap();
+        let seen = tokio::time::timeout(WAIT, browser.next()).await.unwrap();
+        assert!(matches!(seen, Some(Ok(Message::Close(_)))), "{seen:?}");
+        drop(server);
+        drop(browser);
+        assert_eq!(ended(h.task).await, TunnelEnd::ClientClosed);
+    }
+
+    #[tokio::test]
+    async fn revoked_resume_login_is_answered_like_meteor_and_never_forwarded() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(TunnelConfig::default(), &revoked);
+
+        h.client
+            .write_all(&masked(OpCode::Text, login("7", "dead-token").as_bytes()))
+            .await
+            .unwrap();
+        let (header, payload) = next_frame(&mut h.client).await;
+        assert_eq!(header.opcode, OpCode::Text);
+        assert!(header.fin);
+        assert_eq!(header.mask, None);
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            r#"{"msg":"result","id":"7","error":{"isClientSafe":true,"error":403,"reason":"You've been logged out by the server. Please log in again.","message":"You've been logged out by the server. Please log in again. [403]","errorType":"Meteor.Error"}}"#
+        );
+        // The socket stays open, and the first thing the upstream ever sees is
+        // the message sent after the refused login.
+        assert_open(&mut h).await;
+        assert!(!h.task.is_finished());
+    }
+
+    #[tokio::test]
+    async fn sockjs_frame_loses_only_its_revoked_login() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(sockjs(), &revoked);
+        let connect = r#"{"msg":"connect","version":"1","support":["1","pre2","pre1"]}"#;
+        let sub = r#"{"msg":"sub","id":"s","name":"meteor.loginServiceConfiguration","params":[]}"#;
+        let frame_text = ddp::sockjs_client_frame(&[
+            connect.to_owned(),
+            login("2", "dead-token"),
+            sub.to_owned(),
+        ]);
+        h.client
+            .write_all(&masked(OpCode::Text, frame_text.as_bytes()))
+            .await
+            .unwrap();
+
+        let (header, payload) = next_frame(&mut h.client).await;
+        assert_eq!(header.opcode, OpCode::Text);
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            ddp::sockjs_server_frame(&[ddp::logged_out_result("2")])
+        );
+        let (header, payload) = next_frame(&mut h.upstream).await;
+        assert_eq!(header.opcode, OpCode::Text);
+        assert!(header.mask.is_some(), "re-encoded client frames are masked");
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            ddp::sockjs_client_frame(&[connect.to_owned(), sub.to_owned()])
+        );
+    }
+
+    #[tokio::test]
+    async fn sockjs_frame_holding_only_a_revoked_login_is_dropped() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(sockjs(), &revoked);
+        let frame_text = ddp::sockjs_client_frame(&[login("3", "dead-token")]);
+        h.client
+            .write_all(&masked(OpCode::Text, frame_text.as_bytes()))
+            .await
+            .unwrap();
+        let (_, payload) = next_frame(&mut h.client).await;
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            ddp::sockjs_server_frame(&[ddp::logged_out_result("3")])
+        );
+        assert_open(&mut h).await;
+    }
+
+    #[tokio::test]
+    async fn fragmented_login_split_into_single_byte_reads_is_caught() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(TunnelConfig::default(), &revoked);
+        let text = login("9", "dead-token");
+        let (a, rest) = text.as_bytes().split_at(20);
+        let (b, c) = rest.split_at(25);
+        let bytes = [
+            fragment(OpCode::Text, a),
+            masked(OpCode::Ping, b"keepalive"),
+            fragment(OpCode::Continuation, b),
+            masked(OpCode::Continuation, c),
+        ]
+        .concat();
+        for byte in bytes {
+            h.client.write_all(&[byte]).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+
+        assert_eq!(
+            next_frame(&mut h.client).await.1,
+            ddp::logged_out_result("9").as_bytes()
+        );
+        // Only the ping went upstream, then whatever the client sends next.
+        let (header, payload) = next_frame(&mut h.upstream).await;
+        assert_eq!(
+            (header.opcode, payload.as_slice()),
+            (OpCode::Ping, &b"keepalive"[..])
+        );
+        assert_open(&mut h).await;
+    }
+
+    #[tokio::test]
+    async fn binary_frame_login_is_caught_too() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(TunnelConfig::default(), &revoked);
+        h.client
+            .write_all(&masked(OpCode::Binary, login("b", "dead-token").as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_frame(&mut h.client).await.1,
+            ddp::logged_out_result("b").as_bytes()
+        );
+        assert_open(&mut h).await;
+    }
+
+    #[tokio::test]
+    async fn gate_answer_waits_for_the_end_of_a_fragmented_upstream_message() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(TunnelConfig::default(), &revoked);
+        let mut first = server_frame(OpCode::Text, b"part one,");
+        first[0] &= 0x7F;
+        h.upstream.write_all(&first).await.unwrap();
+        assert_eq!(next_frame(&mut h.client).await.1, b"part one,");
+
+        h.client
+            .write_all(&masked(OpCode::Text, login("4", "dead-token").as_bytes()))
+            .await
+            .unwrap();
+        h.upstream
+            .write_all(&server_frame(OpCode::Continuation, b"part two"))
+            .await
+            .unwrap();
+        let (header, payload) = next_frame(&mut h.client).await;
+        assert_eq!(
+            (header.opcode, payload.as_slice()),
+            (OpCode::Continuation, &b"part two"[..])
+        );
+        let (header, payload) = next_frame(&mut h.client).await;
+        assert_eq!(header.opcode, OpCode::Text);
+        assert_eq!(payload, ddp::logged_out_result("4").as_bytes());
+    }
+
+    #[tokio::test]
+    async fn revoking_the_cookie_token_closes_with_1008_and_spares_other_sockets() {
+        let revoked = RevokedSet::new();
+        let victim = start(with_cookie("cookie-token"), &revoked);
+        let mut bystander = start(with_cookie("other-token"), &revoked);
+        let mut browser = WebSocketStream::from_raw_socket(victim.client, Role::Client, None).await;
+        let mut victim_upstream = victim.upstream;
+
+        revoke(&revoked, "cookie-token");
+        let message = tokio::time::timeout(PROMPT, browser.next())
+            .await
+            .expect("closed within 1 s")
+            .expect("a message")
+            .expect("a clean close");
+        let Message::Close(Some(close)) = message else {
+            panic!("expected a close frame, got {message:?}");
+        };
+        assert_eq!(u16::from(close.code), 1008);
+        assert_eq!(close.reason.as_str(), "session revoked");
+        drop(browser);
+        assert_eq!(
+            tokio::time::timeout(PROMPT, victim.task)
+                .await
+                .unwrap()
+                .unwrap(),
+            TunnelEnd::Revoked
+        );
+        // The upstream is told too, then hung up on.
+        expect_close(&mut victim_upstream, 1008).await;
+        expect_eof(&mut victim_upstream).await;
+
+        assert_open(&mut bystander).await;
+        assert!(!bystander.task.is_finished());
+    }
+
+    #[tokio::test]
+    async fn revoking_a_token_learned_from_a_resume_login_closes_the_socket() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        let mut bystander = start(TunnelConfig::default(), &revoked);
+        let sent = masked(OpCode::Text, login("1", "live-token").as_bytes());
+        h.client.write_all(&sent).await.unwrap();
+        let mut got = vec![0; sent.len()];
+        h.upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, sent, "an accepted login is forwarded unchanged");
+
+        revoke(&revoked, "live-token");
+        tokio::time::timeout(PROMPT, expect_close(&mut h.client, 1008))
+            .await
+            .expect("closed within 1 s");
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+        assert_open(&mut bystander).await;
+    }
+
+    #[tokio::test]
+    async fn revoking_a_token_the_server_granted_closes_the_socket() {
+        let revoked = RevokedSet::new();
+        let mut h = start(sockjs(), &revoked);
+        let result = r#"{"msg":"result","id":"1","result":{"id":"u1","token":"granted-token","tokenExpires":{"$date":1893456000000},"type":"password"}}"#;
+        let frame_text = ddp::sockjs_server_frame(&[result.to_owned()]);
+        h.upstream
+            .write_all(&server_frame(OpCode::Text, frame_text.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(&mut h.client).await.1, frame_text.as_bytes());
+
+        revoke(&revoked, "granted-token");
+        tokio::time::timeout(PROMPT, expect_close(&mut h.client, 1008))
+            .await
+            .expect("closed within 1 s");
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+    }
+
+    #[tokio::test]
+    async fn an_already_revoked_cookie_token_closes_at_once() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "cookie-token");
+        let mut h = start(with_cookie("cookie-token"), &revoked);
+        expect_close(&mut h.client, 1008).await;
+        expect_eof(&mut h.client).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+    }
+
+    #[tokio::test]
+    async fn missed_revocation_events_are_caught_by_asking_the_set() {
+        let revoked = RevokedSet::new();
+        let mut h = start(with_cookie("cookie-token"), &revoked);
+        assert_open(&mut h).await;
+        // Overflow the broadcast channel before the tunnel can read it.
+        for i in 0..5000 {
+            revoke(&revoked, &format!("unrelated-{i}"));
+        }
+        revoke(&revoked, "cookie-token");
+        tokio::time::timeout(PROMPT, expect_close(&mut h.client, 1008))
+            .await
+            .expect("closed within 1 s");
+    }
+
+    #[tokio::test]
+    async fn compressed_frame_is_refused_with_1002() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        let mut compressed = masked(OpCode::Text, b"\xf2\x48\xcd\xc9\xc9\x07\x00");
+        compressed[0] |= 0x40; // RSV1
+        h.client.write_all(&compressed).await.unwrap();
+        expect_close(&mut h.client, 1002).await;
+        drop(h.client);
+        assert_eq!(
+            ended(h.task).await,
+            TunnelEnd::ProtocolError("reserved bits set without a negotiated extension")
+        );
+        // Nothing of the compressed frame reached the upstream.
+        expect_close(&mut h.upstream, 1002).await;
+        expect_eof(&mut h.upstream).await;
+    }
+
+    #[tokio::test]
+    async fn unmasked_client_frame_is_refused_with_1002() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        h.client
+            .write_all(&server_frame(OpCode::Text, b"hello"))
+            .await
+            .unwrap();
+        expect_close(&mut h.client, 1002).await;
+        drop(h.client);
+        assert_eq!(
+            ended(h.task).await,
+            TunnelEnd::ProtocolError("unmasked client frame")
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_with_1001() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        assert_open(&mut h).await;
+        h.shutdown.cancel();
+        expect_close(&mut h.client, 1001).await;
+        expect_close(&mut h.upstream, 1001).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn client_eof_is_passed_on_and_ends_the_tunnel() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        // Half a message, then the client vanishes: the half never goes up.
+        h.client
+            .write_all(&fragment(OpCode::Text, b"{\"msg\":"))
+            .await
+            .unwrap();
+        drop(h.client);
+        expect_eof(&mut h.upstream).await;
+        drop(h.upstream);
+        assert_eq!(ended(h.task).await, TunnelEnd::ClientClosed);
+    }
+
+    #[tokio::test]
+    async fn upstream_close_handshake_ends_the_tunnel() {
+        let revoked = RevokedSet::new();
+        let mut h = start(TunnelConfig::default(), &revoked);
+        let close = frame::encode_close(1000, "bye", None);
+        h.upstream.write_all(&close).await.unwrap();
+        expect_close(&mut h.client, 1000).await;
+        h.client
+            .write_all(&frame::encode_close(1000, "", Some(MASK)))
+            .await
+            .unwrap();
+        expect_close(&mut h.upstream, 1000).await;
+        drop(h.upstream);
+        expect_eof(&mut h.client).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::UpstreamClosed);
+    }
+
+    #[tokio::test]
+    async fn message_over_the_inspect_limit_streams_through_unchanged() {
+        let revoked = RevokedSet::new();
+        let cfg = TunnelConfig {
+            max_inspect_bytes: 64,
+            ..TunnelConfig::default()
+        };
+        let mut h = start(cfg, &revoked);
+        // Held at first, released once the second fragment crosses the limit.
+        let sent = [
+            fragment(OpCode::Text, &[b'a'; 40]),
+            fragment(OpCode::Continuation, &[b'b'; 40]),
+            masked(OpCode::Continuation, &[b'c'; 40]),
+            masked(OpCode::Binary, &[9; 5000]),
+        ]
+        .concat();
+        h.client.write_all(&sent).await.unwrap();
+        let mut got = vec![0; sent.len()];
+        h.upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, sent);
+        assert_open(&mut h).await;
+    }
+
+    fn small_limit(sockjs: bool) -> TunnelConfig {
+        TunnelConfig {
+            sockjs,
+            max_inspect_bytes: 64,
+            ..TunnelConfig::default()
+        }
+    }
+
+    fn padded_login(call_id: &str, token: &str) -> String {
+        format!(
+            r#"{{"msg":"method","method":"login","pad":"{}","params":[{{"resume":"{token}"}}],"id":"{call_id}"}}"#,
+            "x".repeat(300)
+        )
+    }
+
+    #[tokio::test]
+    async fn oversized_revoked_login_never_completes_upstream() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(small_limit(false), &revoked);
+        let sent = masked(OpCode::Text, padded_login("1", "dead-token").as_bytes());
+        h.client.write_all(&sent).await.unwrap();
+        expect_close(&mut h.client, 1008).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+        // The upstream got at most a cut-off prefix of the frame, then EOF.
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, h.upstream.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got.len() < sent.len(), "the message was completed upstream");
+        assert_eq!(got, sent[..got.len()]);
+    }
+
+    #[tokio::test]
+    async fn oversized_fragmented_sockjs_login_is_caught_across_the_limit() {
+        let revoked = RevokedSet::new();
+        revoke(&revoked, "dead-token");
+        let mut h = start(small_limit(true), &revoked);
+        let text = ddp::sockjs_client_frame(&[padded_login("2", "dead-token")]);
+        let pieces: Vec<&[u8]> = text.as_bytes().chunks(40).collect();
+        let mut sent = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Continuation
+            };
+            if i + 1 == pieces.len() {
+                sent.extend(masked(opcode, piece));
+            } else {
+                sent.extend(fragment(opcode, piece));
+            }
+        }
+        for chunk in sent.chunks(7) {
+            h.client.write_all(chunk).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        expect_close(&mut h.client, 1008).await;
+        drop(h.client);
+        assert_eq!(ended(h.task).await, TunnelEnd::Revoked);
+        let mut got = Vec::new();
+        h.upstream.read_to_end(&mut got).await.unwrap();
+        assert!(got.len() < sent.len(), "the message was completed upstream");
+        assert_eq!(got, sent[..got.len()]);
+    }
+
+    #[tokio::test]
+    async fn oversized_live_login_streams_through_and_its_token_is_watched() {
+        let revoked = RevokedSet::new();
+        let mut h = start(small_limit(false), &revoked);
+        let sent = masked(OpCode::Text, padded_login("3", "live-token").as_bytes());
+        h.client.write_all(&sent).await.unwrap();
+        let mut got = vec![0; sent.len()];
+        h.upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, sent);
+
+        revoke(&revoked, "live-token");
+        tokio::time::timeout(PROMPT, expect_close(&mut h.client, 1008))
+            .await
+            .expect("closed within 1 s");
+    }
+}
