@@ -483,3 +483,66 @@ async fn h2c_upgrade_is_not_honoured() {
     assert!(!seen.headers.contains_key("upgrade"));
     assert!(!seen.headers.contains_key("http2-settings"));
 }
+
+/// An upstream that answers the first request on each connection with
+/// keep-alive, then closes the connection when the second request arrives,
+/// without answering: the race a pooled connection loses when Node's
+/// keep-alive timer fires just as the gate reuses it.
+async fn closing_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                break;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                // First request: read its head, answer, keep the connection.
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Second request: close without answering.
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_never_surfaces_as_502() {
+    let (addr, answered) = closing_upstream().await;
+    let mut opts = GateOptions::new(&format!("http://{addr}"), NO_REDIS);
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    for i in 0..5 {
+        let resp = send(
+            gate.addr,
+            with_body(request("GET", gate.addr, "/pooled"), ""),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.body(), "ok");
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
+}

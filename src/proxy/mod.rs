@@ -248,7 +248,24 @@ impl Gate {
     }
 
     async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        let replay = replay_copy(&req);
+        let attempt = async {
+            match self.client.request(req).await {
+                Err(e) if is_stale_connection(&e) => match replay {
+                    // The upstream closed a pooled connection under this
+                    // request before answering: nothing was processed, and
+                    // an idempotent request without a body is safe to send
+                    // once more on a fresh connection (SPEC §8).
+                    Some(again) => {
+                        tracing::debug!("pooled upstream connection was closed; retrying once");
+                        self.client.request(again).await
+                    }
+                    None => Err(e),
+                },
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, attempt).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
                 let kind = if e.is_connect() { "connect" } else { "request" };
@@ -379,6 +396,44 @@ fn relay(response: Response<Incoming>, upgrade: bool) -> Response<Body> {
         return Response::from_parts(parts, crate::body::empty());
     }
     Response::from_parts(parts, boxed(body))
+}
+
+/// A copy of a bodiless idempotent request, for one retry.
+fn replay_copy(req: &Request<Body>) -> Option<Request<Body>> {
+    use http_body::Body as _;
+    let idempotent = matches!(
+        *req.method(),
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::DELETE
+            | http::Method::PUT
+    );
+    if !idempotent || !req.body().is_end_stream() || headers::is_websocket_upgrade(req.headers()) {
+        return None;
+    }
+    let mut copy = Request::new(crate::body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Did the request fail because a pooled connection was already closed
+/// (before any answer), rather than because the upstream is down?
+fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(h) = inner.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled() || h.is_closed();
+        }
+        source = inner.source();
+    }
+    false
 }
 
 fn cookie_token(headers: &http::HeaderMap) -> Option<crate::auth::TokenHash> {
