@@ -651,8 +651,8 @@ fn parse_sort(text: Option<&str>) -> Result<Sort, ApiError> {
     let mut directions = Vec::with_capacity(entries.len());
     for (name, value) in &entries {
         let direction = match value.as_f64() {
-            Some(v) if v == 1.0 => Ordering::Less,
-            Some(v) if v == -1.0 => Ordering::Greater,
+            Some(1.0) => Ordering::Less,
+            Some(-1.0) => Ordering::Greater,
             _ => return Err(bad()),
         };
         directions.push((name.as_str(), direction));
