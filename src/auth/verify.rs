@@ -210,8 +210,9 @@ impl UpstreamVerifier {
             // Still full of fresh entries: drop the half closest to expiry.
             let mut ends: Vec<Instant> = refused.values().copied().collect();
             ends.sort_unstable();
-            let cut = ends[ends.len() / 2];
-            refused.retain(|_, until| *until > cut);
+            if let Some(cut) = ends.get(ends.len() / 2).copied() {
+                refused.retain(|_, until| *until > cut);
+            }
         }
         refused.insert(key, now + NEGATIVE_TTL);
     }
