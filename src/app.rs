@@ -9,9 +9,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Metrics, Readiness};
-use crate::api::LogoutApi;
+use crate::api::{DevicesApi, LogoutApi};
+use crate::auth::verify::{CallerAuth, UpstreamVerifier};
+use crate::capture::Capturer;
 use crate::config::{Config, ConfigError};
-use crate::proxy::Gate;
+use crate::proxy::{Gate, Handlers};
 use crate::revocation::{self, RevokedSet};
 use crate::server;
 use crate::store::Store;
@@ -68,10 +70,38 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     let revoked = RevokedSet::new();
-    let logout = LogoutApi::new(&cfg, store.clone(), key, revoked.clone(), metrics.clone());
-    let gate = Arc::new(
-        Gate::new(&cfg, revoked.clone(), metrics.clone(), logout).context("upstream client")?,
+    let client = crate::proxy::client::build(&cfg.proxy, cfg.upstream.is_https())
+        .context("upstream client")?;
+    let capturer = Capturer::new(&cfg, store.clone(), revoked.clone(), metrics.clone());
+    let verifier = cfg
+        .logout
+        .verify_unknown_tokens
+        .then(|| UpstreamVerifier::new(&cfg, client.clone(), metrics.clone()));
+    let caller = CallerAuth::new(store.clone(), revoked.clone(), verifier, capturer.clone());
+    let logout = LogoutApi::new(
+        &cfg,
+        store.clone(),
+        key.clone(),
+        revoked.clone(),
+        metrics.clone(),
+        caller.clone(),
     );
+    let devices = cfg
+        .devices
+        .answer
+        .then(|| DevicesApi::new(&cfg, store.clone(), key, revoked.clone(), caller));
+    let handlers = Handlers {
+        logout,
+        devices,
+        capturer,
+    };
+    let gate = Arc::new(Gate::new(
+        &cfg,
+        client,
+        revoked.clone(),
+        metrics.clone(),
+        handlers,
+    ));
     // The revoked set must be loaded before /readyz says yes.
     let sync_task = tokio::spawn(revocation::sync::run(
         store,

@@ -70,6 +70,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub proxy: ProxyConfig,
     pub revocation: RevocationConfig,
+    pub devices: DevicesConfig,
     pub log: LogConfig,
 }
 
@@ -113,10 +114,22 @@ pub struct LogoutConfig {
     /// Failed TOTP checks per user before the lockout 429.
     pub totp_max_failures: u32,
     pub totp_lockout: Duration,
-    /// Verify a caller's unknown token with the upstream's `GET /api/v1/me`.
+    /// Verify a caller's unknown token with the upstream's `GET /api/v1/me`
+    /// (endpoints the gate answers only, never the forwarding path). On by
+    /// default: a gate dropped in front of a running server must learn the
+    /// sessions that logged in before it arrived.
     pub verify_unknown_tokens: bool,
-    /// Take the caller's roles from the `/api/v1/me` answer (only when verifying).
+    /// Take the caller's roles from the `/api/v1/me` answer (only when
+    /// verifying). Off by default: roles then come from the CLI alone, so the
+    /// upstream cannot grant the gate's permissions.
     pub roles_from_upstream: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DevicesConfig {
+    /// The gate answers `/api/v1/sessions/{list,info,logout.me,list.all,info.admin}`
+    /// from its own records; `false` forwards them to an upstream that has them.
+    pub answer: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -219,6 +232,8 @@ struct Raw {
     #[serde(default)]
     revocation: RawRevocation,
     #[serde(default)]
+    devices: RawDevices,
+    #[serde(default)]
     log: RawLog,
 }
 
@@ -288,6 +303,12 @@ struct RawRevocation {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawDevices {
+    answer: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<String>,
     level: Option<String>,
@@ -334,6 +355,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("proxy.ca_file", Kind::Str),
     ("proxy.max_inspect_bytes", Kind::Int),
     ("revocation.token_lifetime_days", Kind::Int),
+    ("devices.answer", Kind::Bool),
     ("log.format", Kind::Str),
     ("log.level", Kind::Str),
 ];
@@ -588,7 +610,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
             raw.logout.totp_lockout_secs,
             300,
         )?),
-        verify_unknown_tokens: raw.logout.verify_unknown_tokens.unwrap_or(false),
+        verify_unknown_tokens: raw.logout.verify_unknown_tokens.unwrap_or(true),
         roles_from_upstream: raw.logout.roles_from_upstream.unwrap_or(false),
     };
     if logout.deny_delay > Duration::from_secs(10) {
@@ -625,12 +647,10 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         ));
     }
 
-    let permissions = raw.permissions.unwrap_or_else(|| {
-        BTreeMap::from([(
-            "logout-device-management".to_string(),
-            vec!["admin".to_string()],
-        )])
-    });
+    // Permissions the file does not name keep their defaults, so adding one
+    // entry never silently denies the others; `name = []` denies everyone.
+    let mut permissions = default_permissions();
+    permissions.extend(raw.permissions.unwrap_or_default());
 
     let tls = match (raw.server.tls_cert_file, raw.server.tls_key_file) {
         (None, None) => None,
@@ -714,6 +734,10 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         ),
     };
 
+    let devices = DevicesConfig {
+        answer: raw.devices.answer.unwrap_or(true),
+    };
+
     let log = LogConfig {
         format: match raw.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
@@ -742,8 +766,20 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         server,
         proxy,
         revocation,
+        devices,
         log,
     })
+}
+
+/// The permissions the gate checks, each held by `admin` unless configured.
+fn default_permissions() -> BTreeMap<String, Vec<String>> {
+    [
+        crate::api::logout::PERMISSION,
+        crate::api::devices::VIEW_PERMISSION,
+    ]
+    .into_iter()
+    .map(|name| (name.to_string(), vec!["admin".to_string()]))
+    .collect()
 }
 
 #[cfg(test)]
@@ -767,7 +803,43 @@ mod tests {
         assert_eq!(c.logout.rate_limit_per_minute, 10);
         assert_eq!(c.totp.window, 1);
         assert_eq!(c.permissions["logout-device-management"], vec!["admin"]);
+        assert_eq!(c.permissions["view-device-management"], vec!["admin"]);
         assert_eq!(c.proxy.pool_idle_timeout, Duration::from_secs(4));
+        assert!(c.logout.verify_unknown_tokens);
+        assert!(!c.logout.roles_from_upstream);
+        assert!(c.devices.answer);
+    }
+
+    #[test]
+    fn configured_permissions_keep_the_defaults_they_do_not_name() {
+        let c = Config::from_toml_str(
+            "[permissions]\nlogout-device-management = [\"security\"]\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.permissions["logout-device-management"], vec!["security"]);
+        assert_eq!(c.permissions["view-device-management"], vec!["admin"]);
+        let none = Config::from_toml_str(
+            "[permissions]\nview-device-management = []\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(none.permissions["view-device-management"].is_empty());
+    }
+
+    #[test]
+    fn device_answers_and_verification_can_be_turned_off() {
+        let c = Config::from_toml_str(
+            "[devices]\nanswer = false\n[logout]\nverify_unknown_tokens = false\n",
+            &env(&[("SESSIONGATE_LOGOUT_ROLES_FROM_UPSTREAM", "true")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!c.devices.answer);
+        assert!(!c.logout.verify_unknown_tokens);
+        assert!(c.logout.roles_from_upstream);
     }
 
     #[test]

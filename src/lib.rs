@@ -5,7 +5,8 @@
 //! - [`config`]: TOML + env + flags → validated `Config`
 //! - [`app`]: wiring and lifecycle; [`server`]: listener, TLS, drain
 //! - [`proxy`]: the forwarding pipeline; [`route`]: request classification
-//! - [`api`]: the logout endpoint the gate answers itself
+//! - [`api`]: the logout and device-management endpoints the gate answers itself
+//! - [`capture`]: sessions learned from passing login traffic
 //! - [`auth`], [`totp`]: identity, permissions, RFC 6238
 //! - [`store`]: Redis (and in-memory) records; [`revocation`]: the revoked set
 //! - [`ws`]: websocket inspection and enforcement
@@ -17,6 +18,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod commands;

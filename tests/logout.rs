@@ -371,8 +371,13 @@ async fn every_row_of_the_contract_answers_exactly() {
         w.upstream.seen_path("/sessions/logout").is_empty(),
         "upstream saw a logout request"
     );
+    // The only /api/v1/me requests the upstream may see are the gate's own
+    // lookups of unknown caller tokens (SPEC §2 (b)), never the victim's.
     assert!(
-        w.upstream.seen_path("/api/v1/me").is_empty(),
+        !w.upstream.seen_path("/api/v1/me").iter().any(|seen| seen
+            .headers
+            .get("x-auth-token")
+            .is_some_and(|t| t == VICTIM_TOKEN)),
         "revoked token was forwarded"
     );
     let metrics = g.metrics().await;

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub websockets_closed_by_revocation: Counter,
     pub revoked_requests: Family<KindLabel, Counter>,
     pub sessions_captured: Family<KindLabel, Counter>,
+    /// Captures lost to a Redis failure (the login was relayed anyway).
+    pub capture_failures: Family<KindLabel, Counter>,
+    /// Unknown-token lookups against the upstream's `/api/v1/me`, by outcome.
+    pub token_verifications: Family<OutcomeLabel, Counter>,
     pub last_sync_unix: Gauge,
 }
 
@@ -152,6 +156,18 @@ impl Metrics {
             "Sessions recorded from passing login traffic",
             sessions_captured.clone(),
         );
+        let capture_failures = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "session_capture_failures",
+            "Sessions seen but not recorded because the store failed",
+            capture_failures.clone(),
+        );
+        let token_verifications = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "upstream_token_verifications",
+            "Unknown caller tokens checked with the upstream's /api/v1/me, by outcome",
+            token_verifications.clone(),
+        );
         let last_sync_unix = Gauge::default();
         registry.register(
             "last_full_sync_timestamp_seconds",
@@ -175,6 +191,8 @@ impl Metrics {
             websockets_closed_by_revocation,
             revoked_requests,
             sessions_captured,
+            capture_failures,
+            token_verifications,
             last_sync_unix,
         }
     }

@@ -33,6 +33,10 @@ pub enum InvalidParams {
     /// Valid JSON, but not an object.
     #[error("must be object [invalid-params]")]
     NotObject,
+    /// A query parameter declared a number (`offset`, `count`) is not one
+    /// (ajv with `coerceTypes`, as Rocket.Chat validates query strings).
+    #[error("must be number [invalid-params]")]
+    NotNumber,
     /// Malformed JSON, bad UTF-8, or an unsupported content type.
     #[error("Invalid request body [invalid-params]")]
     Malformed,
@@ -46,6 +50,7 @@ impl InvalidParams {
             InvalidParams::NotString => "must be string [invalid-params]",
             InvalidParams::Additional => "must NOT have additional properties [invalid-params]",
             InvalidParams::NotObject => "must be object [invalid-params]",
+            InvalidParams::NotNumber => "must be number [invalid-params]",
             InvalidParams::Malformed => "Invalid request body [invalid-params]",
         }
     }

@@ -28,8 +28,13 @@ pub enum ApiError {
     TotpRequired,
     /// Row 5b.
     TotpInvalid,
-    /// Row 6.
+    /// Row 6; also the device-management endpoints' unknown session.
     SessionNotFound,
+    /// Device listing: `sort` is not a JSON object of `1`/`-1` values
+    /// (Rocket.Chat's `parseJsonQuery`); carries the parameter as sent.
+    InvalidSort(String),
+    /// Device listing: a sort key Rocket.Chat does not allow.
+    InvalidSortKeys,
     /// Redis unreachable or timing out: never reported as 401/403/404.
     StoreUnavailable,
 }
@@ -39,9 +44,11 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::InvalidParams(_) | ApiError::TotpRequired | ApiError::TotpInvalid => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidParams(_)
+            | ApiError::TotpRequired
+            | ApiError::TotpInvalid
+            | ApiError::InvalidSort(_)
+            | ApiError::InvalidSortKeys => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Forbidden | ApiError::TotpNotConfigured => StatusCode::FORBIDDEN,
             ApiError::SessionNotFound => StatusCode::NOT_FOUND,
@@ -61,6 +68,8 @@ impl ApiError {
             ApiError::TotpRequired => "totp-required",
             ApiError::TotpInvalid => "totp-invalid",
             ApiError::SessionNotFound => "session-not-found",
+            ApiError::InvalidSort(_) => "error-invalid-sort",
+            ApiError::InvalidSortKeys => "error-invalid-sort-keys",
             ApiError::StoreUnavailable => "error-store-unavailable",
         }
     }
@@ -84,6 +93,15 @@ impl ApiError {
             ApiError::TotpRequired => r#"{"success":false,"error":"TOTP Required [totp-required]","errorType":"totp-required","details":{"method":"totp","codeGenerated":false,"availableMethods":["totp"]}}"#.to_string(),
             ApiError::TotpInvalid => r#"{"success":false,"error":"TOTP Invalid [totp-invalid]","errorType":"totp-invalid","details":{"method":"totp","codeGenerated":false}}"#.to_string(),
             ApiError::SessionNotFound => r#"{"success":false,"error":"Session not found"}"#.to_string(),
+            // Rocket.Chat's `failure(e.message, e.error, stack, e)` of a Meteor.Error
+            // with details: the sort text is echoed, JSON-escaped.
+            ApiError::InvalidSort(sort) => format!(
+                r#"{{"success":false,"error":{},"errorType":"error-invalid-sort","details":{{"helperMethod":"parseJsonQuery"}}}}"#,
+                json_string(&format!(
+                    "Invalid sort parameter provided: \"{sort}\" [error-invalid-sort]"
+                ))
+            ),
+            ApiError::InvalidSortKeys => r#"{"success":false,"error":"error-invalid-sort-keys"}"#.to_string(),
             ApiError::StoreUnavailable => r#"{"success":false,"error":"Session store unavailable [error-store-unavailable]","errorType":"error-store-unavailable"}"#.to_string(),
         }
     }
@@ -152,6 +170,15 @@ mod tests {
         );
         let ok = logout_success("a\"b");
         assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(
+            ApiError::InvalidSort(r#"{"a"#.into()).body(),
+            r#"{"success":false,"error":"Invalid sort parameter provided: \"{\"a\" [error-invalid-sort]","errorType":"error-invalid-sort","details":{"helperMethod":"parseJsonQuery"}}"#
+        );
+        assert_eq!(
+            ApiError::InvalidSortKeys.body(),
+            r#"{"success":false,"error":"error-invalid-sort-keys"}"#
+        );
+        assert_eq!(ApiError::InvalidSortKeys.status(), 400);
     }
 
     #[test]

@@ -18,12 +18,16 @@ use hyper::body::Incoming;
 use crate::admin::Metrics;
 use crate::api::body::{InvalidParams, parse_logout_body};
 use crate::api::error::{ApiError, logout_success};
+use crate::auth::verify::CallerAuth;
 use crate::auth::{Permissions, encode_hash, hash_token};
 use crate::body::Body;
+use crate::capture::ClientFacts;
 use crate::config::Config;
 use crate::proxy::ConnInfo;
 use crate::revocation::RevokedSet;
-use crate::store::{Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, Store, StoreError};
+use crate::store::{
+    Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, Store, StoreError, UserRecord,
+};
 use crate::totp::{self, crypto::SecretKey};
 
 /// The permission this endpoint requires.
@@ -39,6 +43,8 @@ pub struct LogoutApi {
 
 struct Inner {
     store: Store,
+    /// Checks 1–2, with the unknown-token fallback (SPEC §2 (b)).
+    caller: CallerAuth,
     key: Arc<SecretKey>,
     permissions: Permissions,
     revoked: RevokedSet,
@@ -59,7 +65,7 @@ struct Attempt {
 }
 
 /// The request body as read, before validation (check 3 decides).
-enum ReadBody {
+pub(crate) enum ReadBody {
     Bytes(Bytes),
     TooLarge,
     Unreadable,
@@ -72,10 +78,12 @@ impl LogoutApi {
         key: Arc<SecretKey>,
         revoked: RevokedSet,
         metrics: Arc<Metrics>,
+        caller: CallerAuth,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                caller,
                 key,
                 permissions: Permissions::new(&cfg.permissions),
                 revoked,
@@ -95,6 +103,7 @@ impl LogoutApi {
         let inner = &self.inner;
         let (parts, body) = req.into_parts();
         let body = read_body(body, inner.max_body_bytes).await;
+        let client = ClientFacts::of(&parts.headers, &conn);
         let mut attempt = Attempt {
             user_id: header_text(&parts.headers, "x-user-id")
                 .unwrap_or_default()
@@ -102,7 +111,7 @@ impl LogoutApi {
             session_id: String::new(),
         };
         let result = self
-            .check_and_revoke(&parts.headers, &body, &mut attempt)
+            .check_and_revoke(&parts.headers, &body, &client, &mut attempt)
             .await;
         let (outcome, mut response) = match result {
             Ok(session_id) => ("success", logout_success(&session_id)),
@@ -118,10 +127,7 @@ impl LogoutApi {
             status = response.status().as_u16(),
             client_ip = %conn.peer.ip(),
         );
-        if matches!(response.status().as_u16(), 401 | 403) && !inner.deny_delay.is_zero() {
-            let max = inner.deny_delay.as_millis() as u64;
-            tokio::time::sleep(Duration::from_millis(rand::random_range(0..=max))).await;
-        }
+        deny_delay(response.status(), inner.deny_delay).await;
         if matches!(body, ReadBody::TooLarge) {
             // The rest of the body is unread: the connection cannot be reused.
             response
@@ -135,6 +141,7 @@ impl LogoutApi {
         &self,
         headers: &HeaderMap,
         body: &ReadBody,
+        client: &ClientFacts,
         attempt: &mut Attempt,
     ) -> Result<String, ApiError> {
         let inner = &self.inner;
@@ -154,10 +161,10 @@ impl LogoutApi {
                 .then_some((inner.rate_limit_per_minute, 60)),
             lockout: (inner.totp_max_failures, inner.totp_lockout_secs),
         };
-        // 1 + 2 in one round trip.
+        // 1 + 2 in one round trip (two more for a token verified upstream).
         let user = match inner
-            .store
-            .logout_precheck(&precheck)
+            .caller
+            .precheck(&precheck, token, client)
             .await
             .map_err(store_error)?
         {
@@ -193,28 +200,7 @@ impl LogoutApi {
         }
 
         // 5. Second factor. Fail closed without an enrolled secret.
-        let Some(sealed) = user.totp_secret.as_deref() else {
-            return Err(ApiError::TotpNotConfigured);
-        };
-        let code = header_text(headers, "x-2fa-code").ok_or(ApiError::TotpRequired)?;
-        let method_is_totp =
-            header_text(headers, "x-2fa-method").is_none_or(|m| m.eq_ignore_ascii_case("totp"));
-        let proof = if !method_is_totp {
-            // The gate offers TOTP only (SPEC §10); other methods count as failures.
-            Proof::Invalid
-        } else {
-            let secret = inner.key.decrypt(&user.id, sealed).map_err(|e| {
-                tracing::error!(user = ?truncate(&user.id), error = %e, "cannot open the stored TOTP secret (wrong totp key?)");
-                ApiError::StoreUnavailable
-            })?;
-            match totp::verify_code(&secret, code, crate::clock::unix_secs(), inner.totp_window) {
-                Some(step) => Proof::TotpStep(step),
-                None if totp::backup::looks_like_backup_code(code) => {
-                    Proof::BackupCode(totp::backup::hash_backup_code(code))
-                }
-                None => Proof::Invalid,
-            }
-        };
+        let proof = second_factor_proof(&inner.key, &user, headers, inner.totp_window)?;
 
         // 5b, 6, 7 in one atomic round trip.
         let window_steps = 2 * u64::from(inner.totp_window) + 1;
@@ -250,7 +236,53 @@ impl LogoutApi {
     }
 }
 
-async fn read_body(body: Incoming, limit: usize) -> ReadBody {
+/// Step 5 of every endpoint that demands a second factor: the proof the
+/// caller presented, checked against their secret (the store makes it
+/// single-use). Fails closed without an enrolled secret.
+///
+/// # Errors
+/// `TotpNotConfigured`, `TotpRequired`, or `StoreUnavailable` when the stored
+/// secret cannot be opened.
+pub(crate) fn second_factor_proof(
+    key: &SecretKey,
+    user: &UserRecord,
+    headers: &HeaderMap,
+    window: u8,
+) -> Result<Proof, ApiError> {
+    let Some(sealed) = user.totp_secret.as_deref() else {
+        return Err(ApiError::TotpNotConfigured);
+    };
+    let code = header_text(headers, "x-2fa-code").ok_or(ApiError::TotpRequired)?;
+    let method_is_totp =
+        header_text(headers, "x-2fa-method").is_none_or(|m| m.eq_ignore_ascii_case("totp"));
+    if !method_is_totp {
+        // The gate offers TOTP only (SPEC §10); other methods count as failures.
+        return Ok(Proof::Invalid);
+    }
+    let secret = key.decrypt(&user.id, sealed).map_err(|e| {
+        tracing::error!(user = ?truncate(&user.id), error = %e, "cannot open the stored TOTP secret (wrong totp key?)");
+        ApiError::StoreUnavailable
+    })?;
+    Ok(
+        match totp::verify_code(&secret, code, crate::clock::unix_secs(), window) {
+            Some(step) => Proof::TotpStep(step),
+            None if totp::backup::looks_like_backup_code(code) => {
+                Proof::BackupCode(totp::backup::hash_backup_code(code))
+            }
+            None => Proof::Invalid,
+        },
+    )
+}
+
+/// 401 and 403 answers wait a random 0..=`max` first (timing-attack blunting).
+pub(crate) async fn deny_delay(status: http::StatusCode, max: Duration) {
+    if matches!(status.as_u16(), 401 | 403) && !max.is_zero() {
+        let max = max.as_millis() as u64;
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..=max))).await;
+    }
+}
+
+pub(crate) async fn read_body(body: Incoming, limit: usize) -> ReadBody {
     let mut body = body;
     let mut collected = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -283,13 +315,13 @@ async fn drain(mut body: Incoming, mut budget: usize) {
     .await;
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     tracing::warn!(error = %e, "logout refused: session store unavailable");
     ApiError::StoreUnavailable
 }
 
 /// A non-empty header value as text (surrounding whitespace trimmed).
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -298,7 +330,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Client-supplied identifiers are logged bounded (and Debug-escaped).
-fn truncate(text: &str) -> &str {
+pub(crate) fn truncate(text: &str) -> &str {
     match text.char_indices().nth(64) {
         Some((i, _)) => &text[..i],
         None => text,

@@ -1,7 +1,10 @@
-//! Endpoints the gate answers itself.
+//! Endpoints the gate answers itself: the logout endpoint and the
+//! device-management family.
 
 pub mod body;
+pub mod devices;
 pub mod error;
 pub mod logout;
 
+pub use devices::DevicesApi;
 pub use logout::LogoutApi;

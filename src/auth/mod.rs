@@ -1,6 +1,7 @@
 //! Identity facts the gate derives from a request: token hashes and permissions.
 
 pub mod device;
+pub mod verify;
 
 pub use device::device_info;
 

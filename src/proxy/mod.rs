@@ -2,7 +2,10 @@
 //! upstream request → send → relay the answer → record.
 //!
 //! The hot path consults only the in-memory [`RevokedSet`]; it never waits on
-//! Redis. Forwarded bodies stream through untouched in both directions.
+//! Redis. Forwarded bodies stream through untouched in both directions. Two
+//! forwarded routes are watched on the way back: a successful login answer
+//! is captured before it is relayed ([`crate::capture`]), and a successful
+//! `POST /api/v1/logout` logs that session out here too.
 
 pub mod client;
 pub mod error;
@@ -22,10 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Metrics;
-use crate::api::LogoutApi;
 use crate::api::error::{ApiError, json_response};
+use crate::api::{DevicesApi, LogoutApi};
 use crate::auth::hash_token;
 use crate::body::{Body, boxed, full};
+use crate::capture::{Capturer, ClientFacts};
 use crate::config::{Config, Upstream};
 use crate::revocation::RevokedSet;
 use crate::route::{self, Route};
@@ -53,6 +57,9 @@ pub struct Gate {
     revoked: RevokedSet,
     metrics: Arc<Metrics>,
     logout: LogoutApi,
+    /// `None` when `devices.answer` is off: those routes are forwarded.
+    devices: Option<DevicesApi>,
+    capturer: Capturer,
     /// Upgraded websocket tunnels escape hyper's graceful shutdown: tracked here.
     tunnels: TaskTracker,
     tunnel_shutdown: CancellationToken,
@@ -61,24 +68,36 @@ pub struct Gate {
 /// Cookies that carry a Rocket.Chat web session.
 const SESSION_COOKIES: [&str; 2] = ["rc_token", "rc_uid"];
 
+/// The parts of the gate that answer or watch requests themselves.
+pub struct Handlers {
+    pub logout: LogoutApi,
+    /// `None` forwards the device-management routes (`devices.answer = false`).
+    pub devices: Option<DevicesApi>,
+    pub capturer: Capturer,
+}
+
 impl Gate {
+    /// `client` is the pooled upstream client (shared with the token verifier).
     pub fn new(
         cfg: &Config,
+        client: client::UpstreamClient,
         revoked: RevokedSet,
         metrics: Arc<Metrics>,
-        logout: LogoutApi,
-    ) -> Result<Self, client::ClientError> {
-        Ok(Self {
+        handlers: Handlers,
+    ) -> Self {
+        Self {
             upstream: cfg.upstream.clone(),
-            client: client::build(&cfg.proxy, cfg.upstream.is_https())?,
+            client,
             response_timeout: cfg.proxy.response_timeout,
             max_inspect_bytes: cfg.proxy.max_inspect_bytes,
             revoked,
             metrics,
-            logout,
+            logout: handlers.logout,
+            devices: handlers.devices,
+            capturer: handlers.capturer,
             tunnels: TaskTracker::new(),
             tunnel_shutdown: CancellationToken::new(),
-        })
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -129,8 +148,71 @@ impl Gate {
         match route {
             Route::SessionsLogout => self.logout.handle(req, conn).await,
             Route::SockJsSend => self.forward_sockjs_send(req, conn).await,
+            Route::Login => self.forward_login(req, conn).await,
+            Route::UserLogout => self.forward_user_logout(req, conn).await,
+            Route::DeviceApi(endpoint) => match &self.devices {
+                Some(devices) if DevicesApi::answers(endpoint, req.method()) => {
+                    devices.handle(endpoint, req, conn).await
+                }
+                _ => self.forward(req, conn).await,
+            },
             _ => self.forward(req, conn).await,
         }
+    }
+
+    /// `POST /api/v1/login`: forwarded; a successful answer is captured as a
+    /// session before it is relayed (SPEC §2). The upstream is asked for an
+    /// unencoded answer (no `Accept-Encoding`) so the gate can read it: a few
+    /// hundred bytes of JSON, once per login.
+    async fn forward_login(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let client = ClientFacts::of(req.headers(), &conn);
+        if let Err(refusal) = self.enforce(&mut req) {
+            return refusal.into_response();
+        }
+        req.headers_mut().remove(header::ACCEPT_ENCODING);
+        let upstream_req = match self.prepare(req, &conn, false) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        let response = match self.send(upstream_req).await {
+            Ok(response) => response,
+            Err(e) => return e.into_response(),
+        };
+        let response = self
+            .capturer
+            .inspect_login(response, &client, self.response_timeout)
+            .await;
+        relay_body(response)
+    }
+
+    /// `POST /api/v1/logout`: forwarded; when the upstream accepts it, the
+    /// caller's token is dead there, so the gate marks the session logged out
+    /// and refuses the token at once.
+    async fn forward_user_logout(
+        &self,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        let credentials = header_str(req.headers(), "x-user-id")
+            .zip(header_str(req.headers(), "x-auth-token"))
+            .map(|(user, token)| (user.to_string(), zeroize::Zeroizing::new(token.to_string())));
+        if let Err(refusal) = self.enforce(&mut req) {
+            return refusal.into_response();
+        }
+        let upstream_req = match self.prepare(req, &conn, false) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        let response = match self.send(upstream_req).await {
+            Ok(response) => response,
+            Err(e) => return e.into_response(),
+        };
+        if response.status() == StatusCode::OK {
+            if let Some((user_id, token)) = &credentials {
+                self.capturer.user_logout(user_id, token).await;
+            }
+        }
+        relay(response, false)
     }
 
     /// Enforce revocation on the request's token and cookie. `Err` is the
@@ -388,14 +470,31 @@ impl Gate {
 /// The upstream's answer for the client: status, headers and body unchanged
 /// except hop-by-hop fields (the upgrade handshake kept on a 101).
 fn relay(response: Response<Incoming>, upgrade: bool) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    // The client's connection has its own version; hyper picks the framing.
-    parts.version = Version::default();
     if upgrade {
+        let (mut parts, _) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        parts.version = Version::default();
         return Response::from_parts(parts, crate::body::empty());
     }
-    Response::from_parts(parts, boxed(body))
+    relay_body(response.map(boxed))
+}
+
+/// [`relay`] for an answer whose body the gate already wrapped.
+fn relay_body(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    // The client's connection has its own version; hyper picks the framing.
+    parts.version = Version::default();
+    Response::from_parts(parts, body)
+}
+
+/// A non-empty header value as text.
+fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// A copy of a bodiless idempotent request, for one retry.

@@ -5,13 +5,19 @@
 //! - `/slow/<ms>`: answers after a delay
 //! - `/stream/<n>`: n chunks 10 ms apart, then a trailer `x-trailer: done`
 //! - `/upload`: consumes the body as it streams; answers `<bytes> <sha256>`
-//! - `/api/v1/login`: a Rocket.Chat login answer for the user/token set by the test
+//! - `/api/v1/login` (and the same at `/api/v1/login2`, a path the gate does not
+//!   capture): a Rocket.Chat login answer for the user/token set by the test
+//!   (optionally a fresh token per login, padded, streamed without a length)
+//! - `/api/v1/me`: `{"_id","username","roles",…}` for tokens registered with
+//!   `set_me`, else Rocket.Chat's 401
+//! - `POST /api/v1/logout`: Rocket.Chat's success answer
 //! - any websocket upgrade: echo server; received text messages are recorded
 //! - anything else: echoes the request body; `x-echo-method`/`x-echo-uri` headers
 //!
 //! Every request is recorded (method, raw target, version, headers, body).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -46,6 +52,23 @@ struct State {
     seen: Vec<Seen>,
     ws_messages: Vec<String>,
     login_user: Option<(String, String)>,
+    login: LoginOptions,
+    logins_served: u64,
+    /// (user id, token) → (username, roles) for `/api/v1/me`.
+    me: HashMap<(String, String), (String, Vec<String>)>,
+}
+
+/// How `/api/v1/login` answers.
+#[derive(Clone, Debug, Default)]
+pub struct LoginOptions {
+    /// Append `-<n>` to the token, n counting logins from 1.
+    pub fresh_tokens: bool,
+    /// Extra bytes of padding inside `data.me` (to pass the capture bound).
+    pub padding: usize,
+    /// Stream the answer in 8 KiB chunks without a Content-Length.
+    pub chunked: bool,
+    /// `data.me.username` (default `u`).
+    pub username: Option<String>,
 }
 
 /// The running fake upstream; stops when dropped.
@@ -108,6 +131,27 @@ impl FakeUpstream {
     /// `/api/v1/login` answers with this user id and token.
     pub fn set_login(&self, user_id: &str, token: &str) {
         self.state.lock().unwrap().login_user = Some((user_id.to_string(), token.to_string()));
+    }
+
+    pub fn set_login_options(&self, options: LoginOptions) {
+        self.state.lock().unwrap().login = options;
+    }
+
+    /// The exact body the next login would answer with (the counter is not advanced).
+    pub fn next_login_body(&self) -> String {
+        let state = self.state.lock().unwrap();
+        login_body(&state, state.logins_served + 1).unwrap_or_default()
+    }
+
+    /// `/api/v1/me` vouches for this user id + token.
+    pub fn set_me(&self, user_id: &str, token: &str, username: &str, roles: &[&str]) {
+        self.state.lock().unwrap().me.insert(
+            (user_id.to_string(), token.to_string()),
+            (
+                username.to_string(),
+                roles.iter().map(|r| r.to_string()).collect(),
+            ),
+        );
     }
 }
 
@@ -198,20 +242,53 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
             .body(BodyExt::boxed(StreamBody::new(stream)))
             .unwrap();
     }
-    if path == "/api/v1/login" {
-        let login = state.lock().unwrap().login_user.clone();
-        return match login {
-            Some((user, token)) => json(
-                200,
-                format!(
-                    r#"{{"status":"success","data":{{"userId":"{user}","authToken":"{token}","me":{{"_id":"{user}","username":"u"}}}}}}"#
-                ),
-            ),
+    if path == "/api/v1/login" || path == "/api/v1/login2" {
+        let (body, chunked) = {
+            let mut state = state.lock().unwrap();
+            state.logins_served += 1;
+            (login_body(&state, state.logins_served), state.login.chunked)
+        };
+        return match body {
+            Some(body) if chunked => chunked_json(body),
+            Some(body) => json(200, body),
             None => json(
                 401,
                 r#"{"status":"error","error":"Unauthorized","message":"Unauthorized"}"#.to_string(),
             ),
         };
+    }
+    if path == "/api/v1/me" {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let key = (header("x-user-id"), header("x-auth-token"));
+        let known = state.lock().unwrap().me.get(&key).cloned();
+        return match known {
+            Some((username, roles)) => json(
+                200,
+                serde_json::json!({
+                    "_id": key.0,
+                    "username": username,
+                    "roles": roles,
+                    "success": true,
+                })
+                .to_string(),
+            ),
+            None => json(
+                401,
+                r#"{"status":"error","message":"You must be logged in to do this."}"#.to_string(),
+            ),
+        };
+    }
+    if path == "/api/v1/logout" && req.method() == http::Method::POST {
+        return json(
+            200,
+            r#"{"status":"success","data":{"message":"You've been logged out!"}}"#.to_string(),
+        );
     }
     if let Some(t) = trailers {
         // Echo trailers back so a test can see them survive both ways.
@@ -229,6 +306,40 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
         target.parse().unwrap_or_else(|_| "bad".parse().unwrap()),
     );
     response
+}
+
+/// The login answer for the `n`th login, or `None` when no login is set.
+fn login_body(state: &State, n: u64) -> Option<String> {
+    let (user, token) = state.login_user.clone()?;
+    let token = if state.login.fresh_tokens {
+        format!("{token}-{n}")
+    } else {
+        token
+    };
+    let pad = match state.login.padding {
+        0 => String::new(),
+        n => format!(r#","pad":"{}""#, "p".repeat(n)),
+    };
+    let username = state.login.username.as_deref().unwrap_or("u");
+    Some(format!(
+        r#"{{"status":"success","data":{{"userId":"{user}","authToken":"{token}","me":{{"_id":"{user}","username":"{username}"{pad}}}}}}}"#
+    ))
+}
+
+/// A 200 JSON answer streamed in 8 KiB chunks, no Content-Length.
+fn chunked_json(body: String) -> Response<Body> {
+    let bytes = Bytes::from(body);
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..bytes.len())
+        .step_by(8192)
+        .map(|i| Ok(Frame::data(bytes.slice(i..(i + 8192).min(bytes.len())))))
+        .collect();
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+            chunks,
+        ))))
+        .unwrap()
 }
 
 fn json(status: u16, body: String) -> Response<Body> {
