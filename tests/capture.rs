@@ -834,3 +834,50 @@ async fn capture_adds_no_measurable_latency_to_logins() {
         "capture p50 {c50:?} vs {p50:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ddp_login_result_over_a_websocket_is_captured_and_enforced() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let w = world().await;
+    let mut req = format!("ws://{}/websocket", w.gate.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "user-agent",
+        "RC Mobile; ios 17.1; v4.46.0 (1)".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    // The echo upstream sends this back: to the gate it is the server granting
+    // a login on this socket, as Meteor answers a password or resume login.
+    let granted = r#"{"msg":"result","id":"1","result":{"id":"ddp-user","token":"ddp-granted-token","tokenExpires":{"$date":4102444800000},"type":"resume"}}"#;
+    ws.send(Message::Text(granted.into())).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::Text(granted.into()));
+
+    let mut captured = Vec::new();
+    for _ in 0..100 {
+        captured = sessions(&w.gate, "ddp-user");
+        if !captured.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(captured.len(), 1, "DDP login captured");
+    assert_eq!(captured[0]["device"]["type"], "mobile-app");
+    // Revoking the captured session closes this very socket.
+    let id = text(&captured[0], "sessionId");
+    cli_ok(&w.gate, &["session", "revoke", &id]);
+    let closed = tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .unwrap();
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1008),
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+}

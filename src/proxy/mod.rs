@@ -373,6 +373,10 @@ impl Gate {
         cookie_token: Option<crate::auth::TokenHash>,
     ) -> Response<Body> {
         let sockjs = req.uri().path().starts_with("/sockjs/");
+        let on_login = Some(
+            self.capturer
+                .ddp_hook(crate::capture::ClientFacts::of(req.headers(), &conn)),
+        );
         let client_upgrade = hyper::upgrade::on(&mut req);
         let upstream_req = match self.prepare(req, &conn, true) {
             Ok(r) => r,
@@ -403,6 +407,7 @@ impl Gate {
                 sockjs,
                 cookie_token,
                 max_inspect_bytes,
+                on_login,
             };
             let end = ws::pump::tunnel(
                 TokioIo::new(client),

@@ -68,7 +68,7 @@ const MAX_TOKENS: usize = 32;
 const POLL_BUDGET: usize = 32;
 
 /// What the tunnel needs to know about one connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TunnelConfig {
     /// The socket is a SockJS websocket (`/sockjs/…/websocket`): client frames
     /// are JSON arrays of DDP messages, server frames `a[…]`.
@@ -77,7 +77,24 @@ pub struct TunnelConfig {
     pub cookie_token: Option<TokenHash>,
     /// Largest message held back for inspection (default 1 MiB).
     pub max_inspect_bytes: usize,
+    /// Told `(user_id, token)` of every login the server grants on this
+    /// socket, so the session can be recorded (SPEC §2). Must not block.
+    pub on_login: Option<LoginHook>,
 }
+
+impl std::fmt::Debug for TunnelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelConfig")
+            .field("sockjs", &self.sockjs)
+            .field("cookie_token", &self.cookie_token.map(|_| "<redacted>"))
+            .field("max_inspect_bytes", &self.max_inspect_bytes)
+            .field("on_login", &self.on_login.is_some())
+            .finish()
+    }
+}
+
+/// Callback for logins granted over a websocket.
+pub type LoginHook = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Default for TunnelConfig {
     fn default() -> Self {
@@ -85,6 +102,7 @@ impl Default for TunnelConfig {
             sockjs: false,
             cookie_token: None,
             max_inspect_bytes: DEFAULT_MAX_INSPECT_BYTES,
+            on_login: None,
         }
     }
 }
@@ -337,6 +355,7 @@ struct Pump<C, U> {
     upstream: U,
     sockjs: bool,
     max_inspect: usize,
+    on_login: Option<LoginHook>,
     revoked: RevokedSet,
     /// Hashes of every token this connection presented or was granted.
     tokens: Vec<TokenHash>,
@@ -358,6 +377,7 @@ where
             upstream,
             sockjs: cfg.sockjs,
             max_inspect: cfg.max_inspect_bytes,
+            on_login: cfg.on_login.clone(),
             revoked,
             tokens: Vec::new(),
             inb: Inbound {
@@ -969,6 +989,9 @@ where
 
     fn learn_granted(&mut self, text: &[u8]) {
         for grant in ddp::granted_logins(text, self.sockjs) {
+            if let Some(hook) = &self.on_login {
+                hook(&grant.user_id, &grant.token);
+            }
             self.learn(hash_token(&grant.token));
         }
     }
