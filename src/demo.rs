@@ -31,7 +31,6 @@ use crate::totp::{self, crypto::SecretKey};
 pub const ADMIN_ID: &str = "demo-admin";
 pub const ADMIN_TOKEN: &str = "demo-admin-token";
 pub const VICTIM_ID: &str = "demo-alice";
-pub const VICTIM_TOKEN: &str = "demo-alice-token";
 pub const VICTIM_SESSION: &str = "demoSession000001";
 /// Fixed so the printed otpauth URI can be scanned once and reused.
 pub const DEMO_SECRET_BASE32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -40,13 +39,16 @@ pub const DEMO_SECRET_BASE32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 type Accounts = Arc<Mutex<HashMap<String, (String, String)>>>;
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Fresh per run: a token revoked by an earlier demo against the same
+    // Redis (`--redis`) stays revoked, as it should.
+    let victim_token = format!("demo-alice-{}", crate::auth::meteor_id());
     let accounts: Accounts = Arc::new(Mutex::new(HashMap::from([
         (
             ADMIN_TOKEN.to_string(),
             (ADMIN_ID.to_string(), "admin".to_string()),
         ),
         (
-            VICTIM_TOKEN.to_string(),
+            victim_token.clone(),
             (VICTIM_ID.to_string(), "alice".to_string()),
         ),
     ])));
@@ -73,18 +75,24 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         None => Store::memory(),
     };
     let key = Arc::new(SecretKey::generate());
-    seed(&store, &key).await?;
+    seed(&store, &key, &victim_token).await?;
 
     let bound = crate::app::bind(&cfg).await.map_err(|e| {
         anyhow::anyhow!("{e} (choose other ports with --listen and --admin-listen)")
     })?;
     let gate_addr = bound.gate_addr()?;
     let admin_addr = bound.admin_addr()?;
-    print_walkthrough(gate_addr, admin_addr, chat_addr, args.redis.is_some());
+    print_walkthrough(
+        gate_addr,
+        admin_addr,
+        chat_addr,
+        args.redis.is_some(),
+        &victim_token,
+    );
     crate::app::run(cfg, bound, store, key, shutdown).await
 }
 
-async fn seed(store: &Store, key: &SecretKey) -> anyhow::Result<()> {
+async fn seed(store: &Store, key: &SecretKey, victim_token: &str) -> anyhow::Result<()> {
     let secret = totp::decode_base32_secret(DEMO_SECRET_BASE32)?;
     store
         .put_user(
@@ -106,7 +114,7 @@ async fn seed(store: &Store, key: &SecretKey) -> anyhow::Result<()> {
         (
             VICTIM_SESSION,
             VICTIM_ID,
-            VICTIM_TOKEN,
+            victim_token,
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
         ),
     ] {
@@ -127,7 +135,13 @@ async fn seed(store: &Store, key: &SecretKey) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_walkthrough(gate: SocketAddr, admin: SocketAddr, chat: SocketAddr, redis: bool) {
+fn print_walkthrough(
+    gate: SocketAddr,
+    admin: SocketAddr,
+    chat: SocketAddr,
+    redis: bool,
+    victim_token: &str,
+) {
     let secret = totp::decode_base32_secret(DEMO_SECRET_BASE32).unwrap_or_default();
     let now = crate::clock::unix_secs();
     let code = totp::code_at(&secret, now);
@@ -142,12 +156,12 @@ sessiongate demo
   store           {store}
   admin user      {ADMIN_ID} (roles admin,user), token {ADMIN_TOKEN}, TOTP secret {DEMO_SECRET_BASE32}
                   {uri}
-  victim session  {VICTIM_SESSION} of user {VICTIM_ID}, token {VICTIM_TOKEN}
+  victim session  {VICTIM_SESSION} of user {VICTIM_ID}, token {victim_token}
 
 Try it (run in order; the TOTP code {code} is accepted for about two minutes, once):
 
 1. The victim's token works through the gate:
-curl -s {url}/api/v1/me -H 'X-User-Id: {VICTIM_ID}' -H 'X-Auth-Token: {VICTIM_TOKEN}'
+curl -s {url}/api/v1/me -H 'X-User-Id: {VICTIM_ID}' -H 'X-Auth-Token: {victim_token}'
    -> 200 {{"_id":"{VICTIM_ID}","username":"alice","success":true}}
 
 2. The admin asks to log that session out without a TOTP code:
@@ -159,7 +173,7 @@ curl -s -X POST {url}/api/v1/sessions/logout -H 'X-User-Id: {ADMIN_ID}' -H 'X-Au
    -> 200 {{"sessionId":"{VICTIM_SESSION}","success":true}}
 
 4. The victim's token is now refused by the gate (never reaches the chat server):
-curl -s {url}/api/v1/me -H 'X-User-Id: {VICTIM_ID}' -H 'X-Auth-Token: {VICTIM_TOKEN}'
+curl -s {url}/api/v1/me -H 'X-User-Id: {VICTIM_ID}' -H 'X-Auth-Token: {victim_token}'
    -> 401 {{"status":"error","message":"You must be logged in to do this."}}
 
 5. The same code cannot be used twice:
