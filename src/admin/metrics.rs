@@ -29,11 +29,25 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Route classes (`route::Route::label`), pre-registered.
+const ROUTE_LABELS: [&str; 7] = [
+    "other",
+    "sessions_logout",
+    "login",
+    "user_logout",
+    "websocket",
+    "sockjs_send",
+    "device_api",
+];
+
 /// All the gate's metrics; one instance per process, shared by `Arc`.
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RouteStatus, Counter>,
     pub request_duration: Family<RouteLabel, Histogram>,
+    /// The histograms of the known route classes, resolved once: the hot
+    /// path then skips the family's lock and label hashing.
+    durations: Vec<(&'static str, Histogram)>,
     pub upstream_errors: Family<KindLabel, Counter>,
     pub open_connections: Gauge,
     pub refused_connections: Counter,
@@ -174,10 +188,21 @@ impl Metrics {
             "Unix time of the last full revocation sync",
             last_sync_unix.clone(),
         );
+        let durations = ROUTE_LABELS
+            .iter()
+            .map(|route| {
+                (
+                    *route,
+                    request_duration.get_or_create(&RouteLabel { route }),
+                )
+            })
+            .map(|(route, h)| (route, h.clone()))
+            .collect();
         Self {
             registry,
             requests,
             request_duration,
+            durations,
             upstream_errors,
             open_connections,
             refused_connections,
@@ -201,9 +226,13 @@ impl Metrics {
         self.requests
             .get_or_create(&RouteStatus { route, status })
             .inc();
-        self.request_duration
-            .get_or_create(&RouteLabel { route })
-            .observe(seconds);
+        match self.durations.iter().find(|(known, _)| *known == route) {
+            Some((_, histogram)) => histogram.observe(seconds),
+            None => self
+                .request_duration
+                .get_or_create(&RouteLabel { route })
+                .observe(seconds),
+        }
     }
 
     pub fn upstream_error(&self, kind: &'static str) {
