@@ -90,6 +90,7 @@ pub enum UserCmd {
     /// Create or update a user (keeps its TOTP secret and backup codes).
     Put {
         user_id: String,
+        /// Display name (shown by authenticator apps after `totp enroll`).
         #[arg(long)]
         username: Option<String>,
         /// Comma-separated roles, e.g. admin,user.
@@ -105,6 +106,7 @@ pub enum TotpCmd {
     /// Store an existing base32 TOTP secret for a user (encrypted at rest).
     Import {
         user_id: String,
+        /// The secret as base32 (what authenticator apps show).
         #[arg(long, allow_hyphen_values = true)]
         secret: String,
     },
@@ -118,19 +120,25 @@ pub enum TotpCmd {
 pub enum SessionCmd {
     /// Record a session for a token; prints the session id.
     Add {
+        /// The user the session belongs to.
         #[arg(long, allow_hyphen_values = true)]
         user: String,
+        /// The login token (X-Auth-Token); only its SHA-256 is stored. Use --token=VALUE for values starting with '-'.
         #[arg(long, allow_hyphen_values = true)]
         token: String,
+        /// Session id (default: a new 17-character Meteor-style id).
         #[arg(long, allow_hyphen_values = true)]
         id: Option<String>,
+        /// Client IP shown in session listings.
         #[arg(long)]
         ip: Option<String>,
+        /// User agent; parsed into the device fields.
         #[arg(long, allow_hyphen_values = true)]
         user_agent: Option<String>,
     },
     /// List sessions, newest first.
     List {
+        /// Only this user's sessions.
         #[arg(long, allow_hyphen_values = true)]
         user: Option<String>,
         /// One JSON array instead of a table.
