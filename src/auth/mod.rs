@@ -14,7 +14,12 @@ pub type TokenHash = [u8; 32];
 
 /// Hash a login token the way Rocket.Chat does (`Accounts._hashLoginToken`).
 pub fn hash_token(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
+    hash_token_bytes(token.as_bytes())
+}
+
+/// [`hash_token`] of a raw header value (not necessarily UTF-8).
+pub fn hash_token_bytes(token: &[u8]) -> TokenHash {
+    Sha256::digest(token).into()
 }
 
 /// The `base64(sha256(token))` text form used in Redis keys and values.

@@ -217,18 +217,14 @@ impl Gate {
 
     /// Enforce revocation on the request's token and cookie. `Err` is the
     /// answer to send instead of forwarding.
-    fn enforce(
-        &self,
-        req: &mut Request<Incoming>,
-    ) -> Result<Option<crate::auth::TokenHash>, ApiError> {
+    fn enforce(&self, req: &mut Request<Incoming>) -> Result<(), ApiError> {
         if self.revoked.is_empty() {
-            return Ok(cookie_token(req.headers()));
+            return Ok(());
         }
-        let header_revoked = req
-            .headers()
-            .get_all("x-auth-token")
-            .iter()
-            .any(|v| self.revoked.contains(&hash_token_bytes(v.as_bytes())));
+        let header_revoked = req.headers().get_all("x-auth-token").iter().any(|v| {
+            self.revoked
+                .contains(&crate::auth::hash_token_bytes(v.as_bytes()))
+        });
         if header_revoked {
             self.metrics
                 .revoked_requests
@@ -246,19 +242,19 @@ impl Gate {
                 .get_or_create(&crate::admin::metrics::KindLabel { kind: "cookie" })
                 .inc();
             headers::strip_cookies(req.headers_mut(), &SESSION_COOKIES);
-            return Ok(None);
         }
-        Ok(cookie_token(req.headers()))
+        Ok(())
     }
 
     async fn forward(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-        let cookie_token = match self.enforce(&mut req) {
-            Ok(token) => token,
-            Err(refusal) => return refusal.into_response(),
-        };
+        if let Err(refusal) = self.enforce(&mut req) {
+            return refusal.into_response();
+        }
         let websocket =
             req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
         if websocket {
+            // After enforcement: a revoked cookie is gone, a live one is watched.
+            let cookie_token = cookie_token(req.headers());
             return self.forward_websocket(req, conn, cookie_token).await;
         }
         let upstream_req = match self.prepare(req, &conn, false) {
@@ -544,11 +540,6 @@ fn cookie_token(headers: &http::HeaderMap) -> Option<crate::auth::TokenHash> {
     headers::cookie_values(headers, "rc_token")
         .next()
         .map(hash_token)
-}
-
-fn hash_token_bytes(bytes: &[u8]) -> crate::auth::TokenHash {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).into()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
