@@ -20,6 +20,10 @@
 //!    (RFC 3986 §5.2.4). Because collapsing before or after dot-resolution gives
 //!    different answers for paths like `/websocket//..`, [`classify`] tries both
 //!    orders and keeps the most specific route.
+//! 5. Likewise for two more reading differences between server stacks: a
+//!    decoded `?`/`#` ending the path or not (`/x%3F/../api/…`), and `;params`
+//!    cut before or after decoding (`…/logout;%2F..`). Every reading is tried;
+//!    the most specific route wins (fuzz/route checks this against a model).
 
 use std::borrow::Cow;
 
@@ -109,35 +113,40 @@ pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
         return Route::Other;
     };
     let primary = classify_canonical(&forms.primary, method, uri, headers);
-    match &forms.alternative {
-        Some(alt) => {
-            let other = classify_canonical(alt, method, uri, headers);
-            if other.precedence() > primary.precedence() {
+    forms
+        .alternatives
+        .iter()
+        .map(|alt| classify_canonical(alt, method, uri, headers))
+        .fold(primary, |best, other| {
+            if other.precedence() > best.precedence() {
                 other
             } else {
-                primary
+                best
             }
-        }
-        None => primary,
-    }
+        })
 }
 
 /// The canonical form of a raw request path (see the module docs), or `None` when
 /// the upstream would not route it to an API handler at all (a leading `//`).
 ///
-/// When the path mixes `..` with empty segments, [`classify`] also considers the
-/// strict RFC 3986 resolution (empty segments kept until dots are resolved); this
-/// function returns the collapse-first form only.
+/// [`classify`] also considers other readings of the same path (see `Forms`);
+/// this function returns the primary one only.
 pub fn canonical_path(raw_path: &str) -> Option<String> {
     canonical_forms(raw_path).map(|forms| forms.primary.into_owned())
 }
 
-/// One or two canonical spellings of a path.
+/// The canonical spellings of a path: one per plausible upstream reading.
 struct Forms<'a> {
-    /// Empty segments collapsed before `.`/`..` are resolved (nginx `merge_slashes`).
+    /// Decoded `?`/`#` end the path, `;params` cut after decoding, empty
+    /// segments collapsed before `.`/`..` are resolved (nginx `merge_slashes`).
     primary: Cow<'a, str>,
-    /// RFC 3986 §5.2.4 / WHATWG order (`/a//..` → `/a`), only when it differs.
-    alternative: Option<String>,
+    /// The other readings, only where they differ from `primary`:
+    /// - RFC 3986 §5.2.4 / WHATWG order (`/a//..` → `/a`);
+    /// - a decoded `?`/`#` kept as a character: a WHATWG-style parser resolves
+    ///   `..` before decoding, so `/x%3F/../api/…` is `/api/…` there;
+    /// - `;params` cut from the raw segment before decoding (Tomcat-style), so
+    ///   an encoded slash inside them never becomes a separator.
+    alternatives: Vec<String>,
 }
 
 fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
@@ -147,29 +156,70 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     if is_already_canonical(raw) {
         return Some(Forms {
             primary: Cow::Borrowed(raw),
-            alternative: None,
+            alternatives: Vec::new(),
         });
     }
-    let decoded = percent_decode_fully(raw.as_bytes(), true);
-    let text = String::from_utf8_lossy(&decoded);
-    let mut segments: Vec<&str> = text.split(['/', '\\']).map(clean_segment).collect();
-    // The part before the first slash is the root, not a segment; a path that does
-    // not start with a slash is treated as if it did (intercept when unsure).
-    if segments.first().is_some_and(|first| first.is_empty()) {
-        segments.remove(0);
+    let escapes = raw.contains('%');
+    let params = raw.contains(';');
+    let mut forms: Vec<String> = Vec::with_capacity(2);
+    for query_ends_path in [true, false] {
+        if !query_ends_path && !escapes {
+            continue;
+        }
+        for params_first in [false, true] {
+            if params_first && !(params && escapes) {
+                continue;
+            }
+            let source: Cow<'_, str> = if params_first {
+                Cow::Owned(strip_raw_params(raw))
+            } else {
+                Cow::Borrowed(raw)
+            };
+            let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
+            let text = String::from_utf8_lossy(&decoded);
+            let mut segments: Vec<&str> = text.split(['/', '\\']).map(clean_segment).collect();
+            // The part before the first slash is the root, not a segment; a path
+            // that does not start with a slash is treated as if it did.
+            if segments.first().is_some_and(|first| first.is_empty()) {
+                segments.remove(0);
+            }
+            let mixes_dots_and_empties =
+                segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
+            for collapse_first in [true, false] {
+                if !collapse_first && !mixes_dots_and_empties {
+                    continue;
+                }
+                let form = resolve(&segments, collapse_first);
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
     }
-    let primary = resolve(&segments, true);
-    let mixes_dots_and_empties =
-        segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
-    let alternative = if mixes_dots_and_empties {
-        Some(resolve(&segments, false)).filter(|alt| *alt != primary)
-    } else {
-        None
-    };
+    let mut forms = forms.into_iter();
+    let primary = forms.next().unwrap_or_else(|| "/".to_string());
     Some(Forms {
         primary: Cow::Owned(primary),
-        alternative,
+        alternatives: forms.collect(),
     })
+}
+
+/// Cut `;params` from every raw segment (up to the next literal `/` or `\`).
+fn strip_raw_params(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_params = false;
+    for c in raw.chars() {
+        match c {
+            '/' | '\\' => {
+                in_params = false;
+                out.push(c);
+            }
+            ';' => in_params = true,
+            _ if !in_params => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Fast pre-check for the common case: nothing to decode, strip or resolve.
@@ -591,6 +641,35 @@ mod tests {
     }
 
     #[test]
+    fn encoded_query_marker_inside_a_dot_segment_is_intercepted() {
+        // Found by fuzz/route: a WHATWG-style upstream resolves `..` before
+        // decoding, so `%3F`/`%23` in a removed segment does not end the path.
+        for path in [
+            "/x%3F/../api/v1/sessions/logout",
+            "/x%23/../api/v1/sessions/logout",
+            "/x%253F/../api/v1/sessions/logout",
+            "/api/v1/sessions/logout/x%3F/..",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+        // A decoded `?` still ends the path for the primary reading.
+        assert_eq!(post("/api/v1/sessions/logout%3Fx=1"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn params_cut_before_decoding_are_intercepted() {
+        // Found by fuzz/route: a Tomcat-style upstream cuts `;params` from the
+        // raw segment, so an encoded slash inside them never becomes a segment.
+        for path in [
+            "/api/v1/sessions/logout;%2F..",
+            "/api/v1/sessions/logout;x%2F..%2F..",
+            "/api/v1/sessions/x;%2F../../logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
     fn backslash_counts_as_slash() {
         assert_eq!(post("/api\\v1\\sessions\\logout"), Route::SessionsLogout);
         assert_eq!(post("/api/v1/sessions/logout%5C"), Route::SessionsLogout);
@@ -923,7 +1002,10 @@ mod tests {
                 variant_of("/api/v1/sessions/logouT"),
             ],
         ) {
-            prop_assert_eq!(post(&path), Route::Other);
+            // Forwarded, never the endpoint. (A `;params`-first reading may turn
+            // `/api/v1;x%2FSessions/logout` into `/api/v1/logout`: also forwarded.)
+            let route = post(&path);
+            prop_assert!(matches!(route, Route::Other | Route::UserLogout), "{:?}", route);
         }
 
         #[test]

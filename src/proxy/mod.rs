@@ -155,6 +155,7 @@ impl Gate {
             return Err(ApiError::Unauthorized);
         }
         let cookie_revoked = headers::cookie_values(req.headers(), "rc_token")
+            .iter()
             .any(|token| self.revoked.contains(&hash_token(token)));
         if cookie_revoked {
             // A browser keeps the cookie after a forced logout; forwarding it as
@@ -383,8 +384,8 @@ fn relay(response: Response<Incoming>, upgrade: bool) -> Response<Body> {
 
 fn cookie_token(headers: &http::HeaderMap) -> Option<crate::auth::TokenHash> {
     headers::cookie_values(headers, "rc_token")
-        .next()
-        .map(hash_token)
+        .first()
+        .map(|token| hash_token(token))
 }
 
 fn hash_token_bytes(bytes: &[u8]) -> crate::auth::TokenHash {
