@@ -182,7 +182,14 @@ pub fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
             if key.trim() != name {
                 continue;
             }
-            for reading in value_readings(raw.trim()) {
+            // Rust's trim, JavaScript's (old npm), and space/tab only (new npm)
+            // disagree on NEL and NBSP: take every trimmed spelling.
+            let trims = [
+                raw.trim(),
+                raw.trim_matches(|c: char| c.is_whitespace() && c != '\u{85}'),
+                raw.trim_matches([' ', '\t']),
+            ];
+            for reading in trims.into_iter().flat_map(value_readings) {
                 if !out.contains(&reading) {
                     out.push(reading);
                 }
