@@ -736,7 +736,10 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         },
         level: raw.log.level.unwrap_or_else(|| "info".to_string()),
     };
-    if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+    // tracing-subscriber 0.3.23 panics on a directive with leading whitespace
+    // and a non-ASCII character (it slices the untrimmed text with trimmed
+    // offsets; found by fuzz/config). Directives are ASCII: refuse the rest.
+    if !log.level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
         return Err(ConfigError::new("log.level", "invalid filter directive"));
     }
 
@@ -819,8 +822,22 @@ mod tests {
         }
         let ok = "[revocation]\ntoken_lifetime_days = 36500\n[server]\nmax_connections = 10000000";
         let c = Config::from_toml_str(ok, &env(&[]), &Overrides::default()).unwrap();
-        assert_eq!(c.revocation.token_lifetime, Duration::from_secs(36_500 * 86_400));
+        assert_eq!(
+            c.revocation.token_lifetime,
+            Duration::from_secs(36_500 * 86_400)
+        );
         assert_eq!(c.server.max_connections, 10_000_000);
+    }
+
+    #[test]
+    fn non_ascii_log_directive_is_an_error_not_a_panic() {
+        for level in [" a\u{e9}=info", "info, x\u{2014}y=debug"] {
+            let text = format!("[log]\nlevel = {level:?}");
+            let err = Config::from_toml_str(&text, &env(&[]), &Overrides::default())
+                .expect_err(level)
+                .to_string();
+            assert_eq!(err, "log.level: invalid filter directive");
+        }
     }
 
     #[test]
