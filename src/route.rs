@@ -20,9 +20,10 @@
 //!    (RFC 3986 §5.2.4). Because collapsing before or after dot-resolution gives
 //!    different answers for paths like `/websocket//..`, [`classify`] tries both
 //!    orders and keeps the most specific route.
-//! 5. Likewise for two more reading differences between server stacks: a
-//!    decoded `?`/`#` ending the path or not (`/x%3F/../api/…`), and `;params`
-//!    cut before or after decoding (`…/logout;%2F..`). Every reading is tried;
+//! 5. Likewise for three more reading differences between server stacks: a
+//!    decoded `?`/`#` ending the path or not (`/x%3F/../api/…`), `;params`
+//!    cut before or after decoding (`…/logout;%2F..`), and `\` as a separator
+//!    or not (`/api/v1/x\y/../sessions/logout`). Every reading is tried;
 //!    the most specific route wins (fuzz/route checks this against a model).
 
 use std::borrow::Cow;
@@ -145,7 +146,9 @@ struct Forms<'a> {
     /// - a decoded `?`/`#` kept as a character: a WHATWG-style parser resolves
     ///   `..` before decoding, so `/x%3F/../api/…` is `/api/…` there;
     /// - `;params` cut from the raw segment before decoding (Tomcat-style), so
-    ///   an encoded slash inside them never becomes a separator.
+    ///   an encoded slash inside them never becomes a separator;
+    /// - `\` as an ordinary character: Node's legacy `url.parse` and WHATWG
+    ///   read it as `/`, other stacks do not (`/a\b/../logout`).
     alternatives: Vec<String>,
 }
 
@@ -161,38 +164,49 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     }
     let escapes = raw.contains('%');
     let params = raw.contains(';');
+    let backslashes = raw.contains('\\') || raw.contains("%5C") || raw.contains("%5c");
     let mut forms: Vec<String> = Vec::with_capacity(2);
-    for query_ends_path in [true, false] {
-        if !query_ends_path && !escapes {
+    let readings = [true, false].into_iter().flat_map(|query_ends_path| {
+        [false, true].into_iter().flat_map(move |params_first| {
+            [true, false].into_iter().map(move |backslash_separates| {
+                (query_ends_path, params_first, backslash_separates)
+            })
+        })
+    });
+    for (query_ends_path, params_first, backslash_separates) in readings {
+        if (!query_ends_path && !escapes)
+            || (params_first && !(params && escapes))
+            || (!backslash_separates && !backslashes)
+        {
             continue;
         }
-        for params_first in [false, true] {
-            if params_first && !(params && escapes) {
+        let source: Cow<'_, str> = if params_first {
+            Cow::Owned(strip_raw_params(raw))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
+        let text = String::from_utf8_lossy(&decoded);
+        let separators: &[char] = if backslash_separates {
+            &['/', '\\']
+        } else {
+            &['/']
+        };
+        let mut segments: Vec<&str> = text.split(separators).map(clean_segment).collect();
+        // The part before the first slash is the root, not a segment; a path
+        // that does not start with a slash is treated as if it did.
+        if segments.first().is_some_and(|first| first.is_empty()) {
+            segments.remove(0);
+        }
+        let mixes_dots_and_empties =
+            segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
+        for collapse_first in [true, false] {
+            if !collapse_first && !mixes_dots_and_empties {
                 continue;
             }
-            let source: Cow<'_, str> = if params_first {
-                Cow::Owned(strip_raw_params(raw))
-            } else {
-                Cow::Borrowed(raw)
-            };
-            let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
-            let text = String::from_utf8_lossy(&decoded);
-            let mut segments: Vec<&str> = text.split(['/', '\\']).map(clean_segment).collect();
-            // The part before the first slash is the root, not a segment; a path
-            // that does not start with a slash is treated as if it did.
-            if segments.first().is_some_and(|first| first.is_empty()) {
-                segments.remove(0);
-            }
-            let mixes_dots_and_empties =
-                segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
-            for collapse_first in [true, false] {
-                if !collapse_first && !mixes_dots_and_empties {
-                    continue;
-                }
-                let form = resolve(&segments, collapse_first);
-                if !forms.contains(&form) {
-                    forms.push(form);
-                }
+            let form = resolve(&segments, collapse_first);
+            if !forms.contains(&form) {
+                forms.push(form);
             }
         }
     }
@@ -664,6 +678,19 @@ mod tests {
             "/api/v1/sessions/logout;%2F..",
             "/api/v1/sessions/logout;x%2F..%2F..",
             "/api/v1/sessions/x;%2F../../logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
+    fn backslash_as_an_ordinary_character_is_intercepted_too() {
+        // Found by fuzz/route: a stack that does not split on `\` resolves the
+        // `..` against the whole `x\y` segment.
+        for path in [
+            "/api/v1/xZ\\ZZZ/../sessions/logout;a/",
+            "/api/v1/sessions/x\\y/../logout",
+            "/api/v1/sessions/x%5Cy/../logout",
         ] {
             assert_eq!(post(path), Route::SessionsLogout, "{path}");
         }
