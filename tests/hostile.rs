@@ -324,10 +324,8 @@ async fn slowloris_head_is_closed_after_header_read_timeout() {
     let took = started.elapsed();
     assert!(closed, "connection closed");
     assert!(took < Duration::from_secs(3), "closed after {took:?}");
-    assert!(
-        answer.is_empty() || status(&answer) == "HTTP/1.1 408 Request Timeout",
-        "{answer}"
-    );
+    // hyper closes the connection without an answer (no 408).
+    assert_eq!(answer, "");
     assert_eq!(upstream_saw(&w, "/slowloris"), 0);
 }
 

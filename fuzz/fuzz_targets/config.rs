@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&data[..i], data.get(i + 1..)),
         None => (data, None),
     };
-    let Ok(text) = std::str::from_utf8(text) else { return };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
     let mut env = BTreeMap::new();
     if let Some([key, value @ ..]) = env_part {
         if let Ok(value) = std::str::from_utf8(value) {

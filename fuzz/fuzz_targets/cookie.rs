@@ -86,7 +86,15 @@ fn js_trim(s: &str) -> &str {
     s.trim_matches(|c: char| {
         matches!(
             c,
-            '\t' | '\u{b}' | '\u{c}' | ' ' | '\u{a0}' | '\u{feff}' | '\n' | '\r' | '\u{2028}' | '\u{2029}'
+            '\t' | '\u{b}'
+                | '\u{c}'
+                | ' '
+                | '\u{a0}'
+                | '\u{feff}'
+                | '\n'
+                | '\r'
+                | '\u{2028}'
+                | '\u{2029}'
         ) || (c.is_whitespace() && c != '\u{85}')
     })
 }

@@ -66,7 +66,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let effective_post = method.as_str().eq_ignore_ascii_case("POST")
-        || override_value.is_some_and(|v| v.split(',').any(|i| i.trim().eq_ignore_ascii_case("POST")))
+        || override_value
+            .is_some_and(|v| v.split(',').any(|i| i.trim().eq_ignore_ascii_case("POST")))
         || uri.query().is_some_and(model_query_overrides_to_post);
     if effective_post && model_routes_to_logout(raw_path) {
         assert_eq!(
@@ -154,7 +155,11 @@ fn read(raw: &str, r: Reading) -> Option<String> {
         }
     }
     let text = String::from_utf8_lossy(&path).into_owned();
-    let text = if r.backslash { text.replace('\\', "/") } else { text };
+    let text = if r.backslash {
+        text.replace('\\', "/")
+    } else {
+        text
+    };
     let mut segments: Vec<String> = text.split('/').skip(1).map(str::to_string).collect();
     for segment in &mut segments {
         if r.params_after_decode {
@@ -183,7 +188,11 @@ fn read(raw: &str, r: Reading) -> Option<String> {
         .filter(|s| !s.is_empty())
         .flat_map(|s| ["/", s.as_str()])
         .collect();
-    Some(if joined.is_empty() { "/".into() } else { joined })
+    Some(if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    })
 }
 
 fn resolve_dots(segments: impl Iterator<Item = String>) -> Vec<String> {
@@ -283,7 +292,9 @@ fn model_query_overrides_to_post(query: &str) -> bool {
                 }
                 current = next;
             }
-            String::from_utf8_lossy(&current).trim().to_ascii_lowercase()
+            String::from_utf8_lossy(&current)
+                .trim()
+                .to_ascii_lowercase()
         };
         let name = decode(name);
         (name == "_method" || name.starts_with("_method[")) && decode(value) == "post"

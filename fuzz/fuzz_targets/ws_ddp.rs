@@ -13,8 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use sessiongate::ws::ddp::{
-    granted_logins, logged_out_result, resume_logins, sockjs_client_frame,
-    sockjs_client_messages,
+    granted_logins, logged_out_result, resume_logins, sockjs_client_frame, sockjs_client_messages,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -23,20 +22,30 @@ fuzz_target!(|data: &[u8]| {
     let _ = granted_logins(data, false);
     let _ = granted_logins(data, true);
 
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(value) = serde_json::from_str::<Value>(text) {
         let gate: Vec<&str> = plain.iter().map(|l| l.token.as_str()).collect();
         for token in resume_strings(&value) {
-            assert!(gate.contains(&token.as_str()), "missed resume token {token:?}");
+            assert!(
+                gate.contains(&token.as_str()),
+                "missed resume token {token:?}"
+            );
         }
         // SockJS: an array whose string elements are DDP messages.
         if let Value::Array(items) = &value {
             let gate: Vec<&str> = framed.iter().map(|l| l.token.as_str()).collect();
             for item in items {
                 let Value::String(inner) = item else { continue };
-                let Ok(inner) = serde_json::from_str::<Value>(inner) else { continue };
+                let Ok(inner) = serde_json::from_str::<Value>(inner) else {
+                    continue;
+                };
                 for token in resume_strings(&inner) {
-                    assert!(gate.contains(&token.as_str()), "missed framed token {token:?}");
+                    assert!(
+                        gate.contains(&token.as_str()),
+                        "missed framed token {token:?}"
+                    );
                 }
             }
         }
@@ -50,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
     let frame = sockjs_client_frame(&messages);
     assert_eq!(sockjs_client_messages(&frame), Some(messages));
     let mut a: Vec<String> = plain.iter().map(|l| l.token.clone()).collect();
-    let mut b: Vec<String> = resume_logins(&frame, true).into_iter().map(|l| l.token).collect();
+    let mut b: Vec<String> = resume_logins(&frame, true)
+        .into_iter()
+        .map(|l| l.token)
+        .collect();
     a.sort();
     b.sort();
     assert_eq!(a, b, "SockJS wrapping changes what is seen");

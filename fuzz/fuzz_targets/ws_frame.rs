@@ -25,8 +25,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let [op, m0, m1, m2, m3, payload @ ..] = data else { return };
-    let opcode = [OpCode::Text, OpCode::Binary, OpCode::Continuation, OpCode::Close][usize::from(*op % 4)];
+    let [op, m0, m1, m2, m3, payload @ ..] = data else {
+        return;
+    };
+    let opcode = [
+        OpCode::Text,
+        OpCode::Binary,
+        OpCode::Continuation,
+        OpCode::Close,
+    ][usize::from(*op % 4)];
     let payload = if opcode.is_control() {
         &payload[..payload.len().min(MAX_CONTROL_PAYLOAD as usize)]
     } else {
@@ -55,10 +62,15 @@ fuzz_target!(|data: &[u8]| {
     let reason = String::from_utf8_lossy(payload);
     let code = u16::from_be_bytes([*m1, *m2]);
     let close = encode_close(code, &reason, None);
-    let header = parse_header(&close).expect("close parses").expect("complete");
+    let header = parse_header(&close)
+        .expect("close parses")
+        .expect("complete");
     assert_eq!(header.opcode, OpCode::Close);
     let body = &close[header.header_len..];
     assert!(body.len() as u64 <= MAX_CONTROL_PAYLOAD);
     assert_eq!(close_code(body), Some(code));
-    assert!(std::str::from_utf8(&body[2..]).is_ok(), "reason cut on a char boundary");
+    assert!(
+        std::str::from_utf8(&body[2..]).is_ok(),
+        "reason cut on a char boundary"
+    );
 });
