@@ -669,3 +669,53 @@ async fn h2_oversized_header_list_is_refused() {
     );
     assert_eq!(upstream_saw(&w, "/huge-hpack"), 0);
 }
+
+// --- TLS ------------------------------------------------------------------
+
+/// The smuggling guard watches TLS connections too (found by reading
+/// server/mod.rs for this matrix: the raw-byte guard wrapped plain TCP only, so
+/// over TLS a CL+TE request was forwarded as chunked).
+#[tokio::test]
+async fn content_length_with_transfer_encoding_over_tls_is_refused() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let w = world(&format!(
+        "[server]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    ))
+    .await;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(w.gate.addr).await.unwrap();
+    let mut tls = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    tls.write_all(b"POST /tls-smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /tls-smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tls.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert_eq!(status(&answer), "HTTP/1.1 400 Bad Request", "{answer}");
+    assert_eq!(body(&answer), AMBIGUOUS);
+    assert_eq!(upstream_saw(&w, "/tls-smuggle"), 0);
+}
