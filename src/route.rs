@@ -166,25 +166,26 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     let params = raw.contains(';');
     let backslashes = raw.contains('\\') || raw.contains("%5C") || raw.contains("%5c");
     let mut forms: Vec<String> = Vec::with_capacity(2);
-    let readings = [true, false].into_iter().flat_map(|query_ends_path| {
-        [false, true].into_iter().flat_map(move |params_first| {
-            [true, false].into_iter().map(move |backslash_separates| {
-                (query_ends_path, params_first, backslash_separates)
-            })
+    // The raw path, then (only where they can differ) the path with `;params`
+    // cut before decoding, params ending at `/` or `\`, or at `/` only.
+    let mut sources: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
+    if params && escapes {
+        sources.push(Cow::Owned(strip_raw_params(raw, &['/', '\\'])));
+        if backslashes {
+            sources.push(Cow::Owned(strip_raw_params(raw, &['/'])));
+        }
+    }
+    let readings = sources.iter().flat_map(|source| {
+        [true, false].into_iter().flat_map(move |query_ends_path| {
+            [true, false]
+                .into_iter()
+                .map(move |backslash_separates| (source, query_ends_path, backslash_separates))
         })
     });
-    for (query_ends_path, params_first, backslash_separates) in readings {
-        if (!query_ends_path && !escapes)
-            || (params_first && !(params && escapes))
-            || (!backslash_separates && !backslashes)
-        {
+    for (source, query_ends_path, backslash_separates) in readings {
+        if (!query_ends_path && !escapes) || (!backslash_separates && !backslashes) {
             continue;
         }
-        let source: Cow<'_, str> = if params_first {
-            Cow::Owned(strip_raw_params(raw))
-        } else {
-            Cow::Borrowed(raw)
-        };
         let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
         let text = String::from_utf8_lossy(&decoded);
         let separators: &[char] = if backslash_separates {
@@ -218,19 +219,18 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     })
 }
 
-/// Cut `;params` from every raw segment (up to the next literal `/` or `\`).
-fn strip_raw_params(raw: &str) -> String {
+/// Cut `;params` from every raw segment, up to the next of `separators`.
+fn strip_raw_params(raw: &str, separators: &[char]) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut in_params = false;
     for c in raw.chars() {
-        match c {
-            '/' | '\\' => {
-                in_params = false;
-                out.push(c);
-            }
-            ';' => in_params = true,
-            _ if !in_params => out.push(c),
-            _ => {}
+        if separators.contains(&c) {
+            in_params = false;
+            out.push(c);
+        } else if c == ';' {
+            in_params = true;
+        } else if !in_params {
+            out.push(c);
         }
     }
     out
@@ -694,6 +694,22 @@ mod tests {
         ] {
             assert_eq!(post(path), Route::SessionsLogout, "{path}");
         }
+    }
+
+    #[test]
+    fn params_cut_up_to_a_slash_only_are_intercepted_too() {
+        // Found by fuzz/route: params cut before decoding, ending at `/` only
+        // (a `\` inside them is part of the params), then `%5c` decoded to a
+        // separator: `logout\` → `logout/`.
+        assert_eq!(
+            post("/api/v1/Ca0oi/../sessions/logout%5c;a_met]\\]]hod[&mm3"),
+            Route::SessionsLogout
+        );
+        // And the WHATWG-first order: `\` is a separator, then params are cut.
+        assert_eq!(
+            post("/api/v1/sessions/a;x%00\\..\\logout"),
+            Route::SessionsLogout
+        );
     }
 
     #[test]
