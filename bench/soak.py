@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -690,10 +691,16 @@ def main():
     if not args.out:
         args.out = os.path.join(tempfile.gettempdir(), "SOAK-smoke.md") if args.smoke else os.path.join(here, "SOAK.md")
     soak = Soak(args)
+    code = 1
     try:
-        return soak.run()
+        code = soak.run()
+        return code
     finally:
         soak.cleanup()
+        if code == 0:
+            shutil.rmtree(soak.dir, ignore_errors=True)
+        else:
+            print(f"logs kept in {soak.dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":
