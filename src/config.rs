@@ -393,6 +393,8 @@ fn error_key(path: &str, message: &str) -> String {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next());
     match (parent, unknown) {
+        // An empty TOML key (`"" = 1`) still gets a name in the one-line error.
+        (_, Some("")) => format!("{parent}{}\"\"", if parent.is_empty() { "" } else { "." }),
         // serde_path_to_error already ends the path with the unknown field.
         (parent, Some(field)) if parent == field || parent.ends_with(&format!(".{field}")) => {
             parent.to_string()
@@ -838,6 +840,15 @@ mod tests {
                 .to_string();
             assert_eq!(err, "log.level: invalid filter directive");
         }
+    }
+
+    #[test]
+    fn empty_toml_key_is_named_in_the_error() {
+        // Found by fuzz/config: `''=''` gave the error line ": unknown field ``…".
+        let err = Config::from_toml_str("''=''", &env(&[]), &Overrides::default())
+            .expect_err("empty key");
+        assert_eq!(err.key, "\"\"");
+        assert!(err.to_string().starts_with("\"\": unknown field"), "{err}");
     }
 
     #[test]

@@ -168,12 +168,26 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     let mut forms: Vec<String> = Vec::with_capacity(2);
     // The raw path, then (only where they can differ) the path with `;params`
     // cut before decoding, params ending at `/` or `\`, or at `/` only.
-    let mut sources: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
-    if params && escapes {
-        sources.push(Cow::Owned(strip_raw_params(raw, &['/', '\\'])));
-        if backslashes {
-            sources.push(Cow::Owned(strip_raw_params(raw, &['/'])));
+    // Each also after WHATWG path parsing, which resolves dot segments (and
+    // turns `\` into `/`) before anything is decoded.
+    let mut bases: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
+    if raw.contains('.') || raw.contains("%2") {
+        let whatwg = whatwg_resolve(raw);
+        if whatwg != raw {
+            bases.push(Cow::Owned(whatwg));
         }
+    }
+    let mut sources: Vec<Cow<'_, str>> = Vec::with_capacity(bases.len() * 3);
+    for base in bases {
+        let mut variants: Vec<String> = Vec::new();
+        if params && escapes {
+            variants.push(strip_raw_params(&base, &['/', '\\']));
+            if backslashes {
+                variants.push(strip_raw_params(&base, &['/']));
+            }
+        }
+        sources.push(base);
+        sources.extend(variants.into_iter().map(Cow::Owned));
     }
     let readings = sources.iter().flat_map(|source| {
         [true, false].into_iter().flat_map(move |query_ends_path| {
@@ -217,6 +231,41 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
         primary: Cow::Owned(primary),
         alternatives: forms.collect(),
     })
+}
+
+/// WHATWG URL path parsing of a raw path (no decoding): `\` is a separator and
+/// `.`/`..` segments, also spelled `%2e`, are resolved (RFC 3986 order).
+fn whatwg_resolve(raw: &str) -> String {
+    let unified = raw.replace('\\', "/");
+    let segments: Vec<&str> = unified.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let single = segment.eq_ignore_ascii_case(".") || segment.eq_ignore_ascii_case("%2e");
+        let double = ["..", ".%2e", "%2e.", "%2e%2e"]
+            .iter()
+            .any(|dots| segment.eq_ignore_ascii_case(dots));
+        if double {
+            out.pop();
+        }
+        if single || double {
+            // A trailing dot segment leaves a trailing slash.
+            if i == last {
+                out.push("");
+            }
+        } else {
+            out.push(segment);
+        }
+    }
+    let mut path = String::with_capacity(raw.len());
+    for segment in out {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
 }
 
 /// Cut `;params` from every raw segment, up to the next of `separators`.
@@ -708,6 +757,16 @@ mod tests {
         // And the WHATWG-first order: `\` is a separator, then params are cut.
         assert_eq!(
             post("/api/v1/sessions/a;x%00\\..\\logout"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn dots_resolved_before_decoding_are_intercepted_too() {
+        // Found by fuzz/route: WHATWG resolves `..` against the raw segment
+        // `x%5c|||`, then a decoded `%5c` and a `;params` cut make the endpoint.
+        assert_eq!(
+            post("/api/v1/x%5c|||/../sessions/logout%5c;a=b4"),
             Route::SessionsLogout
         );
     }
