@@ -415,6 +415,8 @@ fn error_key(path: &str, message: &str) -> String {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next());
     match (parent, unknown) {
+        // An empty TOML key (`"" = 1`) still gets a name in the one-line error.
+        (_, Some("")) => format!("{parent}{}\"\"", if parent.is_empty() { "" } else { "." }),
         // serde_path_to_error already ends the path with the unknown field.
         (parent, Some(field)) if parent == field || parent.ends_with(&format!(".{field}")) => {
             parent.to_string()
@@ -700,6 +702,13 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         tls,
         trusted_proxies,
     };
+    // tokio's Semaphore panics past 2^61 permits; no host holds 10M sockets anyway.
+    if server.max_connections > 10_000_000 {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be between 1 and 10000000",
+        ));
+    }
     if server.workers > 1024 {
         return Err(ConfigError::new("server.workers", "must be at most 1024"));
     }
@@ -724,14 +733,16 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         max_inspect_bytes: raw.proxy.max_inspect_bytes.unwrap_or(1024 * 1024),
     };
 
+    // 100 years: beyond it `days * 86400` and Redis expiry times stop making sense.
+    let lifetime_days = raw.revocation.token_lifetime_days.unwrap_or(90);
+    if !(1..=36_500).contains(&lifetime_days) {
+        return Err(ConfigError::new(
+            "revocation.token_lifetime_days",
+            "must be between 1 and 36500",
+        ));
+    }
     let revocation = RevocationConfig {
-        token_lifetime: Duration::from_secs(
-            positive(
-                "revocation.token_lifetime_days",
-                raw.revocation.token_lifetime_days,
-                90,
-            )? * 86_400,
-        ),
+        token_lifetime: Duration::from_secs(lifetime_days * 86_400),
     };
 
     let devices = DevicesConfig {
@@ -751,7 +762,10 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         },
         level: raw.log.level.unwrap_or_else(|| "info".to_string()),
     };
-    if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+    // tracing-subscriber 0.3.23 panics on a directive with leading whitespace
+    // and a non-ASCII character (it slices the untrimmed text with trimmed
+    // offsets; found by fuzz/config). Directives are ASCII: refuse the rest.
+    if !log.level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
         return Err(ConfigError::new("log.level", "invalid filter directive"));
     }
 
@@ -858,6 +872,55 @@ mod tests {
         assert_eq!(c.redis.url, "redis://b:2");
         assert_eq!(c.logout.deny_delay, Duration::ZERO);
         assert_eq!(c.listen.to_string(), "127.0.0.1:3");
+    }
+
+    #[test]
+    fn values_the_runtime_cannot_hold_are_refused() {
+        // Found by fuzz/config: these passed check-config, then overflowed
+        // (days * 86400) or panicked in tokio's Semaphore::new at startup.
+        let cases = [
+            (
+                "[revocation]\ntoken_lifetime_days = 333333333333333",
+                "revocation.token_lifetime_days: must be between 1 and 36500",
+            ),
+            (
+                "[server]\nmax_connections = 4611686018427387904",
+                "server.max_connections: must be between 1 and 10000000",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Config::from_toml_str(text, &env(&[]), &Overrides::default())
+                .expect_err(text)
+                .to_string();
+            assert_eq!(err, expected, "{text}");
+        }
+        let ok = "[revocation]\ntoken_lifetime_days = 36500\n[server]\nmax_connections = 10000000";
+        let c = Config::from_toml_str(ok, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.revocation.token_lifetime,
+            Duration::from_secs(36_500 * 86_400)
+        );
+        assert_eq!(c.server.max_connections, 10_000_000);
+    }
+
+    #[test]
+    fn non_ascii_log_directive_is_an_error_not_a_panic() {
+        for level in [" a\u{e9}=info", "info, x\u{2014}y=debug"] {
+            let text = format!("[log]\nlevel = {level:?}");
+            let err = Config::from_toml_str(&text, &env(&[]), &Overrides::default())
+                .expect_err(level)
+                .to_string();
+            assert_eq!(err, "log.level: invalid filter directive");
+        }
+    }
+
+    #[test]
+    fn empty_toml_key_is_named_in_the_error() {
+        // Found by fuzz/config: `''=''` gave the error line ": unknown field ``…".
+        let err = Config::from_toml_str("''=''", &env(&[]), &Overrides::default())
+            .expect_err("empty key");
+        assert_eq!(err.key, "\"\"");
+        assert!(err.to_string().starts_with("\"\": unknown field"), "{err}");
     }
 
     #[test]

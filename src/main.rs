@@ -132,8 +132,12 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SESSIONGATE_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+    // Non-ASCII directives can panic tracing-subscriber (see config.rs).
+    let filter = std::env::var("SESSIONGATE_LOG")
+        .ok()
+        .filter(|directive| directive.is_ascii())
+        .and_then(|directive| tracing_subscriber::EnvFilter::try_new(directive).ok())
+        .map_or_else(|| tracing_subscriber::EnvFilter::try_new(level), Ok)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -20,6 +20,11 @@
 //!    (RFC 3986 §5.2.4). Because collapsing before or after dot-resolution gives
 //!    different answers for paths like `/websocket//..`, [`classify`] tries both
 //!    orders and keeps the most specific route.
+//! 5. Likewise for three more reading differences between server stacks: a
+//!    decoded `?`/`#` ending the path or not (`/x%3F/../api/…`), `;params`
+//!    cut before or after decoding (`…/logout;%2F..`), and `\` as a separator
+//!    or not (`/api/v1/x\y/../sessions/logout`). Every reading is tried;
+//!    the most specific route wins (fuzz/route checks this against a model).
 
 use std::borrow::Cow;
 
@@ -109,35 +114,42 @@ pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
         return Route::Other;
     };
     let primary = classify_canonical(&forms.primary, method, uri, headers);
-    match &forms.alternative {
-        Some(alt) => {
-            let other = classify_canonical(alt, method, uri, headers);
-            if other.precedence() > primary.precedence() {
+    forms
+        .alternatives
+        .iter()
+        .map(|alt| classify_canonical(alt, method, uri, headers))
+        .fold(primary, |best, other| {
+            if other.precedence() > best.precedence() {
                 other
             } else {
-                primary
+                best
             }
-        }
-        None => primary,
-    }
+        })
 }
 
 /// The canonical form of a raw request path (see the module docs), or `None` when
 /// the upstream would not route it to an API handler at all (a leading `//`).
 ///
-/// When the path mixes `..` with empty segments, [`classify`] also considers the
-/// strict RFC 3986 resolution (empty segments kept until dots are resolved); this
-/// function returns the collapse-first form only.
+/// [`classify`] also considers other readings of the same path (see `Forms`);
+/// this function returns the primary one only.
 pub fn canonical_path(raw_path: &str) -> Option<String> {
     canonical_forms(raw_path).map(|forms| forms.primary.into_owned())
 }
 
-/// One or two canonical spellings of a path.
+/// The canonical spellings of a path: one per plausible upstream reading.
 struct Forms<'a> {
-    /// Empty segments collapsed before `.`/`..` are resolved (nginx `merge_slashes`).
+    /// Decoded `?`/`#` end the path, `;params` cut after decoding, empty
+    /// segments collapsed before `.`/`..` are resolved (nginx `merge_slashes`).
     primary: Cow<'a, str>,
-    /// RFC 3986 §5.2.4 / WHATWG order (`/a//..` → `/a`), only when it differs.
-    alternative: Option<String>,
+    /// The other readings, only where they differ from `primary`:
+    /// - RFC 3986 §5.2.4 / WHATWG order (`/a//..` → `/a`);
+    /// - a decoded `?`/`#` kept as a character: a WHATWG-style parser resolves
+    ///   `..` before decoding, so `/x%3F/../api/…` is `/api/…` there;
+    /// - `;params` cut from the raw segment before decoding (Tomcat-style), so
+    ///   an encoded slash inside them never becomes a separator;
+    /// - `\` as an ordinary character: Node's legacy `url.parse` and WHATWG
+    ///   read it as `/`, other stacks do not (`/a\b/../logout`).
+    alternatives: Vec<String>,
 }
 
 fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
@@ -147,29 +159,130 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     if is_already_canonical(raw) {
         return Some(Forms {
             primary: Cow::Borrowed(raw),
-            alternative: None,
+            alternatives: Vec::new(),
         });
     }
-    let decoded = percent_decode_fully(raw.as_bytes(), true);
-    let text = String::from_utf8_lossy(&decoded);
-    let mut segments: Vec<&str> = text.split(['/', '\\']).map(clean_segment).collect();
-    // The part before the first slash is the root, not a segment; a path that does
-    // not start with a slash is treated as if it did (intercept when unsure).
-    if segments.first().is_some_and(|first| first.is_empty()) {
-        segments.remove(0);
+    let escapes = raw.contains('%');
+    let params = raw.contains(';');
+    let backslashes = raw.contains('\\') || raw.contains("%5C") || raw.contains("%5c");
+    let mut forms: Vec<String> = Vec::with_capacity(2);
+    // The raw path, then (only where they can differ) the path with `;params`
+    // cut before decoding, params ending at `/` or `\`, or at `/` only.
+    // Each also after WHATWG path parsing, which resolves dot segments (and
+    // turns `\` into `/`) before anything is decoded.
+    let mut bases: Vec<Cow<'_, str>> = vec![Cow::Borrowed(raw)];
+    if raw.contains('.') || raw.contains("%2") {
+        let whatwg = whatwg_resolve(raw);
+        if whatwg != raw {
+            bases.push(Cow::Owned(whatwg));
+        }
     }
-    let primary = resolve(&segments, true);
-    let mixes_dots_and_empties =
-        segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
-    let alternative = if mixes_dots_and_empties {
-        Some(resolve(&segments, false)).filter(|alt| *alt != primary)
-    } else {
-        None
-    };
+    let mut sources: Vec<Cow<'_, str>> = Vec::with_capacity(bases.len() * 3);
+    for base in bases {
+        let mut variants: Vec<String> = Vec::new();
+        if params && escapes {
+            variants.push(strip_raw_params(&base, &['/', '\\']));
+            if backslashes {
+                variants.push(strip_raw_params(&base, &['/']));
+            }
+        }
+        sources.push(base);
+        sources.extend(variants.into_iter().map(Cow::Owned));
+    }
+    let readings = sources.iter().flat_map(|source| {
+        [true, false].into_iter().flat_map(move |query_ends_path| {
+            [true, false]
+                .into_iter()
+                .map(move |backslash_separates| (source, query_ends_path, backslash_separates))
+        })
+    });
+    for (source, query_ends_path, backslash_separates) in readings {
+        if (!query_ends_path && !escapes) || (!backslash_separates && !backslashes) {
+            continue;
+        }
+        let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
+        let text = String::from_utf8_lossy(&decoded);
+        let separators: &[char] = if backslash_separates {
+            &['/', '\\']
+        } else {
+            &['/']
+        };
+        let mut segments: Vec<&str> = text.split(separators).map(clean_segment).collect();
+        // The part before the first slash is the root, not a segment; a path
+        // that does not start with a slash is treated as if it did.
+        if segments.first().is_some_and(|first| first.is_empty()) {
+            segments.remove(0);
+        }
+        let mixes_dots_and_empties =
+            segments.contains(&"..") && segments.iter().any(|segment| segment.is_empty());
+        for collapse_first in [true, false] {
+            if !collapse_first && !mixes_dots_and_empties {
+                continue;
+            }
+            let form = resolve(&segments, collapse_first);
+            if !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+    }
+    let mut forms = forms.into_iter();
+    let primary = forms.next().unwrap_or_else(|| "/".to_string());
     Some(Forms {
         primary: Cow::Owned(primary),
-        alternative,
+        alternatives: forms.collect(),
     })
+}
+
+/// WHATWG URL path parsing of a raw path (no decoding): `\` is a separator and
+/// `.`/`..` segments, also spelled `%2e`, are resolved (RFC 3986 order).
+fn whatwg_resolve(raw: &str) -> String {
+    let unified = raw.replace('\\', "/");
+    let segments: Vec<&str> = unified.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let single = segment.eq_ignore_ascii_case(".") || segment.eq_ignore_ascii_case("%2e");
+        let double = ["..", ".%2e", "%2e.", "%2e%2e"]
+            .iter()
+            .any(|dots| segment.eq_ignore_ascii_case(dots));
+        if double {
+            out.pop();
+        }
+        if single || double {
+            // A trailing dot segment leaves a trailing slash.
+            if i == last {
+                out.push("");
+            }
+        } else {
+            out.push(segment);
+        }
+    }
+    let mut path = String::with_capacity(raw.len());
+    for segment in out {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// Cut `;params` from every raw segment, up to the next of `separators`.
+fn strip_raw_params(raw: &str, separators: &[char]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_params = false;
+    for c in raw.chars() {
+        if separators.contains(&c) {
+            in_params = false;
+            out.push(c);
+        } else if c == ';' {
+            in_params = true;
+        } else if !in_params {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Fast pre-check for the common case: nothing to decode, strip or resolve.
@@ -591,6 +704,74 @@ mod tests {
     }
 
     #[test]
+    fn encoded_query_marker_inside_a_dot_segment_is_intercepted() {
+        // Found by fuzz/route: a WHATWG-style upstream resolves `..` before
+        // decoding, so `%3F`/`%23` in a removed segment does not end the path.
+        for path in [
+            "/x%3F/../api/v1/sessions/logout",
+            "/x%23/../api/v1/sessions/logout",
+            "/x%253F/../api/v1/sessions/logout",
+            "/api/v1/sessions/logout/x%3F/..",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+        // A decoded `?` still ends the path for the primary reading.
+        assert_eq!(post("/api/v1/sessions/logout%3Fx=1"), Route::SessionsLogout);
+    }
+
+    #[test]
+    fn params_cut_before_decoding_are_intercepted() {
+        // Found by fuzz/route: a Tomcat-style upstream cuts `;params` from the
+        // raw segment, so an encoded slash inside them never becomes a segment.
+        for path in [
+            "/api/v1/sessions/logout;%2F..",
+            "/api/v1/sessions/logout;x%2F..%2F..",
+            "/api/v1/sessions/x;%2F../../logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
+    fn backslash_as_an_ordinary_character_is_intercepted_too() {
+        // Found by fuzz/route: a stack that does not split on `\` resolves the
+        // `..` against the whole `x\y` segment.
+        for path in [
+            "/api/v1/xZ\\ZZZ/../sessions/logout;a/",
+            "/api/v1/sessions/x\\y/../logout",
+            "/api/v1/sessions/x%5Cy/../logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
+    fn params_cut_up_to_a_slash_only_are_intercepted_too() {
+        // Found by fuzz/route: params cut before decoding, ending at `/` only
+        // (a `\` inside them is part of the params), then `%5c` decoded to a
+        // separator: `logout\` → `logout/`.
+        assert_eq!(
+            post("/api/v1/Ca0oi/../sessions/logout%5c;a_met]\\]]hod[&mm3"),
+            Route::SessionsLogout
+        );
+        // And the WHATWG-first order: `\` is a separator, then params are cut.
+        assert_eq!(
+            post("/api/v1/sessions/a;x%00\\..\\logout"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
+    fn dots_resolved_before_decoding_are_intercepted_too() {
+        // Found by fuzz/route: WHATWG resolves `..` against the raw segment
+        // `x%5c|||`, then a decoded `%5c` and a `;params` cut make the endpoint.
+        assert_eq!(
+            post("/api/v1/x%5c|||/../sessions/logout%5c;a=b4"),
+            Route::SessionsLogout
+        );
+    }
+
+    #[test]
     fn backslash_counts_as_slash() {
         assert_eq!(post("/api\\v1\\sessions\\logout"), Route::SessionsLogout);
         assert_eq!(post("/api/v1/sessions/logout%5C"), Route::SessionsLogout);
@@ -923,7 +1104,10 @@ mod tests {
                 variant_of("/api/v1/sessions/logouT"),
             ],
         ) {
-            prop_assert_eq!(post(&path), Route::Other);
+            // Forwarded, never the endpoint. (A `;params`-first reading may turn
+            // `/api/v1;x%2FSessions/logout` into `/api/v1/logout`: also forwarded.)
+            let route = post(&path);
+            prop_assert!(matches!(route, Route::Other | Route::UserLogout), "{:?}", route);
         }
 
         #[test]

@@ -52,6 +52,8 @@ struct Inner {
     deny_delay: Duration,
     rate_limit_per_minute: u32,
     max_body_bytes: usize,
+    /// A body that stops arriving (slowloris) is given up on after this.
+    body_timeout: Duration,
     totp_max_failures: u32,
     totp_lockout_secs: u64,
     totp_window: u8,
@@ -69,6 +71,8 @@ pub(crate) enum ReadBody {
     Bytes(Bytes),
     TooLarge,
     Unreadable,
+    /// Not complete within `server.header_read_timeout` (found by tests/hostile.rs).
+    TimedOut,
 }
 
 impl LogoutApi {
@@ -91,6 +95,7 @@ impl LogoutApi {
                 deny_delay: cfg.logout.deny_delay,
                 rate_limit_per_minute: cfg.logout.rate_limit_per_minute,
                 max_body_bytes: cfg.logout.max_body_bytes,
+                body_timeout: cfg.server.header_read_timeout,
                 totp_max_failures: cfg.logout.totp_max_failures,
                 totp_lockout_secs: cfg.logout.totp_lockout.as_secs(),
                 totp_window: cfg.totp.window,
@@ -102,7 +107,9 @@ impl LogoutApi {
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let inner = &self.inner;
         let (parts, body) = req.into_parts();
-        let body = read_body(body, inner.max_body_bytes).await;
+        let body = tokio::time::timeout(inner.body_timeout, read_body(body, inner.max_body_bytes))
+            .await
+            .unwrap_or(ReadBody::TimedOut);
         let client = ClientFacts::of(&parts.headers, &conn);
         let mut attempt = Attempt {
             user_id: header_text(&parts.headers, "x-user-id")
@@ -128,7 +135,7 @@ impl LogoutApi {
             client_ip = %conn.peer.ip(),
         );
         deny_delay(response.status(), inner.deny_delay).await;
-        if matches!(body, ReadBody::TooLarge) {
+        if matches!(body, ReadBody::TooLarge | ReadBody::TimedOut) {
             // The rest of the body is unread: the connection cannot be reused.
             response
                 .headers_mut()
@@ -180,7 +187,7 @@ impl LogoutApi {
         // 3. The body.
         let session_id = match body {
             ReadBody::TooLarge => return Err(ApiError::BodyTooLarge),
-            ReadBody::Unreadable => {
+            ReadBody::Unreadable | ReadBody::TimedOut => {
                 return Err(ApiError::InvalidParams(InvalidParams::Malformed.message()));
             }
             ReadBody::Bytes(bytes) => {

@@ -1,5 +1,6 @@
 //! Header rules of a transparent proxy (pure functions, no I/O).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -161,36 +162,124 @@ fn peer_value(peer: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Every value of cookie `name` across all Cookie headers (HTTP/2 splits them).
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
+/// Every value the upstream could read for cookie `name`, across all Cookie
+/// headers (HTTP/2 splits them), most likely first.
+///
+/// Read the way Rocket.Chat reads it (found by fuzz/cookie): Node hands header
+/// bytes over as latin1, so a non-ASCII byte elsewhere in the header must not
+/// hide the token; the npm `cookie` parser trims names and values (`.trim()`
+/// in old versions: NBSP too), strips surrounding quotes (`slice(1, -1)` after
+/// a leading quote in old versions) and percent-decodes values. Every such
+/// reading is returned, so a revoked token is recognised in any spelling.
+pub fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let text = latin1(pair);
+            let Some((key, raw)) = text.split_once('=') else {
+                continue;
+            };
+            if key.trim() != name {
+                continue;
+            }
+            // Rust's trim, JavaScript's (old npm), and space/tab only (new npm)
+            // disagree on NEL and NBSP: take every trimmed spelling.
+            let trims = [
+                raw.trim(),
+                raw.trim_matches(|c: char| c.is_whitespace() && c != '\u{85}'),
+                raw.trim_matches([' ', '\t']),
+            ];
+            for reading in trims.into_iter().flat_map(value_readings) {
+                if !out.contains(&reading) {
+                    out.push(reading);
+                }
+            }
+        }
+    }
+    out
 }
 
-/// Remove the named cookies, keeping every other cookie byte for byte.
+/// Header bytes as Node reads them: each byte is the code point of its value.
+fn latin1(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => Cow::Borrowed(text),
+        _ => Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
+    }
+}
+
+/// The values npm `cookie` (old and new) could make of one trimmed raw value.
+fn value_readings(value: &str) -> Vec<String> {
+    let mut unquoted: Vec<&str> = Vec::with_capacity(3);
+    // New versions: quotes stripped only when both ends have one.
+    let both = value
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'));
+    unquoted.push(both.unwrap_or(value));
+    // Old versions: `val.slice(1, -1)` whenever the value starts with a quote.
+    if let Some(rest) = value.strip_prefix('"') {
+        let mut chars = rest.chars();
+        chars.next_back();
+        unquoted.push(chars.as_str());
+    }
+    unquoted.push(value.trim_matches('"'));
+    let mut out: Vec<String> = Vec::with_capacity(unquoted.len() * 2);
+    for candidate in unquoted {
+        let decoded = decode_uri_component(candidate);
+        for reading in [decoded, Some(candidate.to_string())].into_iter().flatten() {
+            if !out.contains(&reading) {
+                out.push(reading);
+            }
+        }
+    }
+    out
+}
+
+/// JavaScript's `decodeURIComponent`; `None` when it would throw (npm
+/// `cookie` then keeps the raw value) or when there is nothing to decode.
+fn decode_uri_component(value: &str) -> Option<String> {
+    if !value.contains('%') {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            let high = chars.next()?.to_digit(16)?;
+            let low = chars.next()?.to_digit(16)?;
+            bytes.push(u8::try_from(high * 16 + low).ok()?);
+        } else {
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Remove the named cookies, keeping every other cookie byte for byte. Names
+/// are matched as in [`cookie_values`], so no spelling of them survives.
 pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(k, _)| k).trim();
-            !pair.is_empty() && !names.contains(&name)
-        })
-        .map(str::to_string)
-        .collect();
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() {
+                continue;
+            }
+            let text = latin1(pair);
+            let name = text.split_once('=').map_or(&*text, |(k, _)| k).trim();
+            if names.contains(&name) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
     headers.remove(header::COOKIE);
     if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        // Every kept byte came from a valid header value.
+        if let Ok(value) = HeaderValue::from_bytes(&kept) {
             headers.insert(header::COOKIE, value);
         }
     }
@@ -300,10 +389,53 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
     }
 
+    fn raw_cookie(bytes: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_bytes(bytes).unwrap());
+        h
+    }
+
+    #[test]
+    fn token_cookie_is_found_next_to_non_ascii_bytes() {
+        // Found by fuzz/cookie: one obs-text byte anywhere in the header hid the
+        // revoked token from the gate, while Node reads the header as latin1.
+        let h = raw_cookie(b"rc_token=tok; othe\xf2=x");
+        assert_eq!(cookie_values(&h, "rc_token"), ["tok"]);
+        let h = raw_cookie(b"\xa0rc_token=tok");
+        assert_eq!(cookie_values(&h, "rc_token"), ["tok"]);
+    }
+
+    #[test]
+    fn token_cookie_is_found_in_every_spelling_the_upstream_decodes() {
+        // npm `cookie` percent-decodes values and strips one pair of quotes.
+        let h = raw_cookie(b"rc_token=t%6Fk");
+        assert!(cookie_values(&h, "rc_token").contains(&"tok".to_string()));
+        let h = raw_cookie(br#"rc_token="tok""#);
+        assert_eq!(cookie_values(&h, "rc_token"), ["tok"]);
+        let h = raw_cookie(br#"rc_token="t%6Fk""#);
+        assert_eq!(cookie_values(&h, "rc_token")[0], "tok");
+        // Old npm `cookie`: `slice(1, -1)` after a leading quote, whatever ends it.
+        let h = raw_cookie(br#"rc_token="tokx"#);
+        assert!(cookie_values(&h, "rc_token").contains(&"tok".to_string()));
+        // A value decodeURIComponent refuses stays as it is.
+        let h = raw_cookie(b"rc_token=a%zz");
+        assert_eq!(cookie_values(&h, "rc_token"), ["a%zz"]);
+        let h = raw_cookie(b"rc_token=; rc_token=\"");
+        assert_eq!(cookie_values(&h, "rc_token"), ["", "\""]);
+    }
+
+    #[test]
+    fn stripping_keeps_non_ascii_cookies_and_removes_every_token_spelling() {
+        let mut h = raw_cookie(b"a=\xe9; \xa0rc_token=t; rc_uid=u; \trc_token=v; b=2");
+        strip_cookies(&mut h, &["rc_token", "rc_uid"]);
+        assert_eq!(h["cookie"].as_bytes(), b"a=\xe9; b=2");
+        assert!(cookie_values(&h, "rc_token").is_empty());
+    }
+
     #[test]
     fn cookies_are_found_and_stripped_precisely() {
         let mut h = map(&[("cookie", "a=1; rc_token=tok; rc_uid=u"), ("cookie", "b=2")]);
-        assert_eq!(cookie_values(&h, "rc_token").collect::<Vec<_>>(), ["tok"]);
+        assert_eq!(cookie_values(&h, "rc_token"), ["tok"]);
         strip_cookies(&mut h, &["rc_token", "rc_uid"]);
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");

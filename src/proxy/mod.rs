@@ -233,6 +233,7 @@ impl Gate {
             return Err(ApiError::Unauthorized);
         }
         let cookie_revoked = headers::cookie_values(req.headers(), "rc_token")
+            .iter()
             .any(|token| self.revoked.contains(&hash_token(token)));
         if cookie_revoked {
             // A browser keeps the cookie after a forced logout; forwarding it as
@@ -538,8 +539,8 @@ fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
 
 fn cookie_token(headers: &http::HeaderMap) -> Option<crate::auth::TokenHash> {
     headers::cookie_values(headers, "rc_token")
-        .next()
-        .map(hash_token)
+        .first()
+        .map(|token| hash_token(token))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -114,8 +114,10 @@ pub async fn serve(
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
+                            // The smuggling guard reads the decrypted bytes, as on plain TCP.
+                            let guarded = framing::FramingGuard::new(tls_stream, framing);
                             let connection = builder
-                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                                .serve_connection_with_upgrades(TokioIo::new(guarded), service);
                             watcher.watch(connection.into_owned()).await
                         }
                         Ok(Err(e)) => {
