@@ -287,10 +287,13 @@ impl RedisServer {
             let ready = if self.config.tls {
                 TcpStream::connect(("127.0.0.1", self.port)).is_ok()
             } else {
-                match self.try_cmd(None, &["PING"]) {
-                    Ok(Reply::Status(pong)) => pong == "PONG",
-                    // Up, but wants a password: ready as far as we can tell.
-                    Ok(Reply::Error(e)) => e.starts_with("NOAUTH"),
+                // PING answers while an AOF is still loading; EXISTS does
+                // not (`-LOADING`), so it says the data is really there.
+                // Any other error (NOAUTH, CLUSTERDOWN before the cluster
+                // forms, a Sentinel's unknown command) means it is up.
+                match self.try_cmd(None, &["EXISTS", "sessiongate-test-ready"]) {
+                    Ok(Reply::Int(_)) => true,
+                    Ok(Reply::Error(e)) => !e.starts_with("LOADING"),
                     _ => false,
                 }
             };
