@@ -408,6 +408,20 @@ impl Config {
     }
 }
 
+/// Whether a tracing filter directive (`log.level`, `SESSIONGATE_LOG`) is safe
+/// to hand to tracing-subscriber. Two of its inputs are refused (found by
+/// fuzz/config): non-ASCII text, on which 0.3.23 panics (it slices the
+/// untrimmed directive with trimmed offsets), and span field-value filters
+/// (`[span{field=value}]`), which compile to regular expressions whose
+/// construction took minutes for a 460-byte directive. Levels and targets
+/// (`info`, `sessiongate=debug,hyper=warn`) are all a deployment needs.
+pub fn log_directive_is_usable(directive: &str) -> bool {
+    directive.len() <= 1024
+        && directive.is_ascii()
+        && !directive.contains('{')
+        && tracing_subscriber::EnvFilter::try_new(directive).is_ok()
+}
+
 /// The dotted key an error is about; serde names unknown fields only in the message.
 fn error_key(path: &str, message: &str) -> String {
     let parent = if path == "." { "" } else { path };
@@ -762,10 +776,7 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         },
         level: raw.log.level.unwrap_or_else(|| "info".to_string()),
     };
-    // tracing-subscriber 0.3.23 panics on a directive with leading whitespace
-    // and a non-ASCII character (it slices the untrimmed text with trimmed
-    // offsets; found by fuzz/config). Directives are ASCII: refuse the rest.
-    if !log.level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+    if !log_directive_is_usable(&log.level) {
         return Err(ConfigError::new("log.level", "invalid filter directive"));
     }
 
@@ -921,6 +932,22 @@ mod tests {
             .expect_err("empty key");
         assert_eq!(err.key, "\"\"");
         assert!(err.to_string().starts_with("\"\": unknown field"), "{err}");
+    }
+
+    #[test]
+    fn field_value_log_filters_are_refused_before_they_reach_the_regex_engine() {
+        // Found by fuzz/config (a timeout): building this filter took minutes.
+        let slow = format!("[tr{{011{{011&0\n\n\n\rc=\"\\{}", ".".repeat(70));
+        assert!(!log_directive_is_usable(&slow));
+        assert!(!log_directive_is_usable("[span{user=admin}]=debug"));
+        assert!(!log_directive_is_usable(&"a".repeat(2000)));
+        assert!(log_directive_is_usable("info"));
+        assert!(log_directive_is_usable("sessiongate=debug,hyper=warn"));
+        assert!(log_directive_is_usable("[request]=trace"));
+        let text = "[log]\nlevel = \"[span{a=b}]=debug\"";
+        let err = Config::from_toml_str(text, &env(&[]), &Overrides::default())
+            .expect_err("field filter");
+        assert_eq!(err.to_string(), "log.level: invalid filter directive");
     }
 
     #[test]

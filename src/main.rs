@@ -132,10 +132,10 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
-    // Non-ASCII directives can panic tracing-subscriber (see config.rs).
+    // Some directives panic or stall tracing-subscriber (see config.rs).
     let filter = std::env::var("SESSIONGATE_LOG")
         .ok()
-        .filter(|directive| directive.is_ascii())
+        .filter(|directive| sessiongate::config::log_directive_is_usable(directive))
         .and_then(|directive| tracing_subscriber::EnvFilter::try_new(directive).ok())
         .map_or_else(|| tracing_subscriber::EnvFilter::try_new(level), Ok)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

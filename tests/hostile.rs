@@ -201,6 +201,95 @@ async fn duplicate_headers_are_resolved_safely() {
     assert_eq!(upstream_saw(&w, "/dup-token"), 0);
 }
 
+/// The cookie spellings fuzz/cookie found, end to end: a latin1 byte elsewhere in
+/// the header, a percent-encoded token, quotes. Each is stripped (with rc_uid).
+#[tokio::test]
+async fn revoked_cookie_in_any_spelling_is_stripped() {
+    let w = world("").await;
+    cli_ok(
+        &w.gate,
+        &["user", "put", "u1", "--username", "u", "--roles", "user"],
+    );
+    cli_ok(
+        &w.gate,
+        &[
+            "session",
+            "add",
+            "--user",
+            "u1",
+            &format!("--token={REVOKED_TOKEN}"),
+            "--id",
+            "sessionToRevoke01",
+        ],
+    );
+    cli_ok(&w.gate, &["session", "revoke", "sessionToRevoke01"]);
+    assert!(eventually(Duration::from_secs(3), || w.gate_revoked_known()).await);
+    let encoded = REVOKED_TOKEN.replace('-', "%2D");
+    let spellings: [Vec<u8>; 4] = [
+        [
+            &b"a=\xe9; rc_token="[..],
+            REVOKED_TOKEN.as_bytes(),
+            b"; rc_uid=u1",
+        ]
+        .concat(),
+        format!("rc_token={encoded}; rc_uid=u1").into_bytes(),
+        format!("rc_token=\"{REVOKED_TOKEN}\"; rc_uid=u1").into_bytes(),
+        [
+            &b"\xa0rc_token="[..],
+            REVOKED_TOKEN.as_bytes(),
+            &b"; x=\xff"[..],
+        ]
+        .concat(),
+    ];
+    for (i, cookie) in spellings.iter().enumerate() {
+        let mut request =
+            format!("GET /cookie-{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: ")
+                .into_bytes();
+        request.extend_from_slice(cookie);
+        request.extend_from_slice(b"\r\n\r\n");
+        let answer = raw_exchange(w.gate.addr, &request, Duration::from_secs(2)).await;
+        assert_eq!(status(&answer), "HTTP/1.1 200 OK", "spelling {i}");
+        let seen = w.upstream.seen_path(&format!("/cookie-{i}"));
+        assert_eq!(seen.len(), 1, "spelling {i}");
+        let forwarded: Vec<u8> = seen[0]
+            .headers
+            .get_all("cookie")
+            .iter()
+            .flat_map(|v| v.as_bytes().to_vec())
+            .collect();
+        let text = String::from_utf8_lossy(&forwarded);
+        assert!(
+            !text.contains("rc_token") && !text.contains("rc_uid"),
+            "spelling {i}: {text}"
+        );
+    }
+}
+
+/// The path spellings fuzz/route found, end to end: each is answered by the gate.
+#[tokio::test]
+async fn route_spellings_found_by_fuzzing_are_intercepted() {
+    let w = world("").await;
+    for path in [
+        "/x%3F/../api/v1/sessions/logout",
+        "/api/v1/sessions/logout;%2F..",
+        "/api/v1/sessions/x\\y/../logout",
+        "/api/v1/Ca0oi/../sessions/logout%5c;a_met]\\]]hod",
+        "/api/v1/x%5c|||/../sessions/logout%5c;a=b4",
+    ] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw_exchange(w.gate.addr, request.as_bytes(), Duration::from_secs(2)).await;
+        assert_eq!(
+            status(&answer),
+            "HTTP/1.1 401 Unauthorized",
+            "{path}: {answer}"
+        );
+        assert_eq!(body(&answer), UNAUTHORIZED);
+    }
+    assert!(w.upstream.seen().is_empty(), "nothing forwarded");
+}
+
 impl World {
     /// The revoked set holds the test token (seen through a refused request).
     fn gate_revoked_known(&self) -> bool {
