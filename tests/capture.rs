@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,27 +30,6 @@ const NOT_CONFIGURED: &str = r#"{"success":false,"error":"Two-factor authenticat
 const TOTP_REQUIRED: &str = r#"{"success":false,"error":"TOTP Required [totp-required]","errorType":"totp-required","details":{"method":"totp","codeGenerated":false,"availableMethods":["totp"]}}"#;
 const TOTP_INVALID: &str = r#"{"success":false,"error":"TOTP Invalid [totp-invalid]","errorType":"totp-invalid","details":{"method":"totp","codeGenerated":false}}"#;
 const NOT_FOUND: &str = r#"{"success":false,"error":"Session not found"}"#;
-
-fn cli(gate: &Gate, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .arg("--config")
-        .arg(gate.config_path())
-        .env("SESSIONGATE_TOTP_KEY", TEST_TOTP_KEY)
-        .output()
-        .expect("run sessiongate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn cli_ok(gate: &Gate, args: &[&str]) -> String {
-    let (code, out, err) = cli(gate, args);
-    assert_eq!(code, 0, "sessiongate {args:?} failed: {err}");
-    out
-}
 
 /// Sessions as the CLI reports them (newest first).
 fn sessions(gate: &Gate, user: &str) -> Vec<Value> {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -35,28 +34,6 @@ fn invalid(message: &str) -> String {
 
 fn ok_body(session: &str) -> String {
     format!(r#"{{"sessionId":"{session}","success":true}}"#)
-}
-
-/// Run the CLI against the gate's config; returns (exit code, stdout, stderr).
-fn cli(gate: &Gate, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .arg("--config")
-        .arg(gate.config_path())
-        .env("SESSIONGATE_TOTP_KEY", TEST_TOTP_KEY)
-        .output()
-        .expect("run sessiongate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn cli_ok(gate: &Gate, args: &[&str]) -> String {
-    let (code, out, err) = cli(gate, args);
-    assert_eq!(code, 0, "sessiongate {args:?} failed: {err}");
-    out
 }
 
 fn code_now() -> String {

@@ -42,7 +42,8 @@ use serde_json::Value;
 use crate::api::body::{InvalidParams, parse_logout_body};
 use crate::api::error::{ApiError, json_response, logout_success};
 use crate::api::logout::{
-    ReadBody, deny_delay, header_text, read_body, second_factor_proof, store_error, truncate,
+    ReadBody, caller_or_refusal, deny_delay, header_text, read_body, second_factor_proof,
+    store_error, truncate,
 };
 use crate::auth::verify::CallerAuth;
 use crate::auth::{Permissions, decode_hash, encode_hash, hash_token};
@@ -53,8 +54,7 @@ use crate::proxy::ConnInfo;
 use crate::revocation::RevokedSet;
 use crate::route::DeviceEndpoint;
 use crate::store::{
-    Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, SessionRecord, Store, StoreError,
-    UserRecord,
+    Commit, CommitOutcome, Precheck, Proof, SessionRecord, Store, StoreError, UserRecord,
 };
 use crate::totp::{self, crypto::SecretKey};
 
@@ -244,20 +244,12 @@ impl DevicesApi {
                 (0, 1)
             },
         };
-        let user = match inner
+        let user = inner
             .caller
             .precheck(&precheck, token, client)
             .await
-            .map_err(store_error)?
-        {
-            PrecheckOutcome::Unauthorized => return Err(ApiError::Unauthorized),
-            PrecheckOutcome::RateLimited { retry_after_secs } => {
-                return Err(ApiError::TooManyRequests {
-                    retry_after_secs: retry_after_secs.max(1),
-                });
-            }
-            PrecheckOutcome::Authorized { user, .. } => user,
-        };
+            .map_err(store_error)
+            .and_then(caller_or_refusal)?;
 
         // 3. Parameters.
         let query = parts.uri.query();

@@ -169,20 +169,12 @@ impl LogoutApi {
             lockout: (inner.totp_max_failures, inner.totp_lockout_secs),
         };
         // 1 + 2 in one round trip (two more for a token verified upstream).
-        let user = match inner
+        let user = inner
             .caller
             .precheck(&precheck, token, client)
             .await
-            .map_err(store_error)?
-        {
-            PrecheckOutcome::Unauthorized => return Err(ApiError::Unauthorized),
-            PrecheckOutcome::RateLimited { retry_after_secs } => {
-                return Err(ApiError::TooManyRequests {
-                    retry_after_secs: retry_after_secs.max(1),
-                });
-            }
-            PrecheckOutcome::Authorized { user, .. } => user,
-        };
+            .map_err(store_error)
+            .and_then(caller_or_refusal)?;
 
         // 3. The body.
         let session_id = match body {
@@ -320,6 +312,19 @@ async fn drain(mut body: Incoming, mut budget: usize) {
         }
     })
     .await;
+}
+
+/// Checks 1 and 2 as an answer: the caller's record, or the 401/429 refusal.
+pub(crate) fn caller_or_refusal(
+    outcome: PrecheckOutcome,
+) -> Result<Option<crate::store::UserRecord>, ApiError> {
+    match outcome {
+        PrecheckOutcome::Unauthorized => Err(ApiError::Unauthorized),
+        PrecheckOutcome::RateLimited { retry_after_secs } => Err(ApiError::TooManyRequests {
+            retry_after_secs: retry_after_secs.max(1),
+        }),
+        PrecheckOutcome::Authorized { user, .. } => Ok(user),
+    }
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {

@@ -225,6 +225,29 @@ impl Gate {
     }
 }
 
+/// Run the admin CLI against a gate's config: (exit code, stdout, stderr).
+pub fn cli(gate: &Gate, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(gate.config_path())
+        .env("SESSIONGATE_TOTP_KEY", TEST_TOTP_KEY)
+        .output()
+        .expect("run sessiongate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// [`cli`] that must succeed; returns stdout.
+pub fn cli_ok(gate: &Gate, args: &[&str]) -> String {
+    let (code, out, err) = cli(gate, args);
+    assert_eq!(code, 0, "sessiongate {args:?} failed: {err}");
+    out
+}
+
 impl Drop for Gate {
     fn drop(&mut self) {
         self.kill();
