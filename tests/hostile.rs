@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -296,7 +296,12 @@ impl World {
         let request = format!(
             "GET /probe-revoked HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {REVOKED_TOKEN}\r\nConnection: close\r\n\r\n"
         );
-        let answer = raw_blocking(self.gate.addr, request.as_bytes(), Duration::from_secs(1)).0;
+        let answer = raw_exchange_closed_blocking(
+            self.gate.addr,
+            request.as_bytes(),
+            Duration::from_secs(1),
+        )
+        .0;
         answer.starts_with("HTTP/1.1 401")
     }
 }
@@ -502,23 +507,6 @@ async fn connections_beyond_the_limit_get_503_and_the_gate_recovers() {
             .any(|l| l.contains("refused_connections") && l.ends_with(" 30")),
         "refusals are counted: {metrics}"
     );
-}
-
-fn raw_blocking(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(wait)).expect("timeout");
-    stream.write_all(bytes).expect("write");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let closed = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
-    (String::from_utf8_lossy(&out).to_string(), closed)
 }
 
 // --- HTTP/2 abuse (raw frames, prior knowledge) ----------------------------

@@ -42,8 +42,8 @@ use serde_json::Value;
 use crate::api::body::{InvalidParams, parse_logout_body};
 use crate::api::error::{ApiError, json_response, logout_success};
 use crate::api::logout::{
-    ReadBody, caller_or_refusal, deny_delay, header_text, read_body, second_factor_proof,
-    store_error, truncate,
+    ReadBody, caller_or_refusal, commit_for, deny_delay, header_text, read_body,
+    second_factor_proof, store_error, truncate,
 };
 use crate::auth::verify::CallerAuth;
 use crate::auth::{Permissions, decode_hash, encode_hash, hash_token};
@@ -53,10 +53,8 @@ use crate::config::Config;
 use crate::proxy::ConnInfo;
 use crate::revocation::RevokedSet;
 use crate::route::DeviceEndpoint;
-use crate::store::{
-    Commit, CommitOutcome, Precheck, Proof, SessionRecord, Store, StoreError, UserRecord,
-};
-use crate::totp::{self, crypto::SecretKey};
+use crate::store::{CommitOutcome, Precheck, Proof, SessionRecord, Store, StoreError, UserRecord};
+use crate::totp::crypto::SecretKey;
 
 /// The permission `list.all` and `info.admin` require.
 pub const VIEW_PERMISSION: &str = "view-device-management";
@@ -295,17 +293,14 @@ impl DevicesApi {
     /// Make the proof single-use (and count a bad one) without revoking anything.
     async fn consume_second_factor(&self, user_id: &str, proof: Proof) -> Result<(), ApiError> {
         let inner = &self.inner;
-        let window_steps = 2 * u64::from(inner.totp_window) + 1;
-        let commit = Commit {
+        let commit = commit_for(
             user_id,
             proof,
-            target_session_id: SECOND_FACTOR_ONLY,
-            logout_by: user_id,
-            revoked_ttl_secs: inner.token_lifetime_secs,
-            step_marker_ttl_secs: (window_steps + 1) * totp::STEP_SECS,
-            lockout_window_secs: inner.totp_lockout_secs,
-            now_ms: crate::clock::unix_ms(),
-        };
+            SECOND_FACTOR_ONLY,
+            inner.totp_window,
+            inner.token_lifetime_secs,
+            inner.totp_lockout_secs,
+        );
         match inner
             .store
             .logout_commit(&commit)

@@ -202,17 +202,14 @@ impl LogoutApi {
         let proof = second_factor_proof(&inner.key, &user, headers, inner.totp_window)?;
 
         // 5b, 6, 7 in one atomic round trip.
-        let window_steps = 2 * u64::from(inner.totp_window) + 1;
-        let commit = Commit {
-            user_id: &user.id,
+        let commit = commit_for(
+            &user.id,
             proof,
-            target_session_id: &session_id,
-            logout_by: &user.id,
-            revoked_ttl_secs: inner.token_lifetime_secs,
-            step_marker_ttl_secs: (window_steps + 1) * totp::STEP_SECS,
-            lockout_window_secs: inner.totp_lockout_secs,
-            now_ms: crate::clock::unix_ms(),
-        };
+            &session_id,
+            inner.totp_window,
+            inner.token_lifetime_secs,
+            inner.totp_lockout_secs,
+        );
         match inner
             .store
             .logout_commit(&commit)
@@ -312,6 +309,29 @@ async fn drain(mut body: Incoming, mut budget: usize) {
         }
     })
     .await;
+}
+
+/// The commit step (5b–7) for `user_id`'s proof against `target`: the used-step
+/// marker outlives every accepted step, revocations last the token lifetime.
+pub(crate) fn commit_for<'a>(
+    user_id: &'a str,
+    proof: Proof,
+    target: &'a str,
+    totp_window: u8,
+    token_lifetime_secs: u64,
+    lockout_secs: u64,
+) -> Commit<'a> {
+    let window_steps = 2 * u64::from(totp_window) + 1;
+    Commit {
+        user_id,
+        proof,
+        target_session_id: target,
+        logout_by: user_id,
+        revoked_ttl_secs: token_lifetime_secs,
+        step_marker_ttl_secs: (window_steps + 1) * totp::STEP_SECS,
+        lockout_window_secs: lockout_secs,
+        now_ms: crate::clock::unix_ms(),
+    }
 }
 
 /// Checks 1 and 2 as an answer: the caller's record, or the 401/429 refusal.

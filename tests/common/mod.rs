@@ -319,7 +319,12 @@ pub async fn raw_exchange_closed(addr: SocketAddr, bytes: &[u8], wait: Duration)
         .expect("raw exchange thread")
 }
 
-fn raw_exchange_closed_blocking(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+/// [`raw_exchange_closed`] for code that is already on a blocking thread.
+pub fn raw_exchange_closed_blocking(
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> (String, bool) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(wait)).unwrap();
     stream.write_all(bytes).expect("write");
