@@ -28,15 +28,30 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(propagation(revocations));
-    memory(entries);
-    hot_path(entries, lookups);
+    let lines = [
+        runtime.block_on(propagation(revocations)),
+        memory(entries),
+        hot_path(entries, lookups),
+    ];
+    for line in &lines {
+        println!("{line}");
+    }
+    // bench/run folds this section into bench/RESULTS.md.
+    if let Ok(path) = std::env::var("BENCH_REVOCATION_OUT") {
+        let mut text = String::from(
+            "### Revocation (cargo bench --bench revocation; real redis-server, release build)\n\n",
+        );
+        for line in &lines {
+            text.push_str(&format!("- {line}\n"));
+        }
+        std::fs::write(&path, text).expect("write BENCH_REVOCATION_OUT");
+    }
 }
 
 /// Replica A revokes through the store (the same Lua script as the logout
 /// endpoint); replica B follows the feed into its own RevokedSet. The delay is
 /// from just before A's call to the moment B's set contains the hash.
-async fn propagation(count: usize) {
+async fn propagation(count: usize) -> String {
     let redis = redis_server::RedisServer::start();
     let options = RedisOptions {
         url: redis.url(),
@@ -100,12 +115,12 @@ async fn propagation(count: usize) {
     follower.abort();
     delays.sort();
     let pct = |p: f64| delays[((delays.len() as f64 * p) as usize).min(delays.len() - 1)];
-    println!(
+    format!(
         "propagation A→B over {count} revocations (revoke round trip + publish + apply): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         delays[delays.len() - 1].as_secs_f64() * 1e3
-    );
+    )
 }
 
 fn rss_kib() -> u64 {
@@ -128,19 +143,19 @@ fn filled(entries: usize) -> RevokedSet {
     set
 }
 
-fn memory(entries: usize) {
+fn memory(entries: usize) -> String {
     let before = rss_kib();
     let set = filled(entries);
     let after = rss_kib();
-    println!(
+    assert_eq!(set.len(), entries);
+    format!(
         "memory: {entries} revoked entries hold {:.1} MiB of RSS ({:.1} bytes/entry)",
         (after.saturating_sub(before)) as f64 / 1024.0,
         (after.saturating_sub(before)) as f64 * 1024.0 / entries as f64
-    );
-    assert_eq!(set.len(), entries);
+    )
 }
 
-fn hot_path(entries: usize, lookups: usize) {
+fn hot_path(entries: usize, lookups: usize) -> String {
     let probes: Vec<_> = (0..1024)
         .map(|i| hash_token(&format!("live-{i}")))
         .collect();
@@ -164,12 +179,12 @@ fn hot_path(entries: usize, lookups: usize) {
         }
         start.elapsed().as_nanos() as f64 / (lookups / 10) as f64
     };
-    println!(
+    // Keep the decode path exercised too.
+    assert!(decode_hash(&encode_hash(&probes[0])).is_some());
+    format!(
         "hot path: contains() {:.1} ns on an empty set, {:.1} ns with {entries} entries; sha256 of a 43-byte token {:.1} ns",
         measure(&empty),
         measure(&full),
         token_hash
-    );
-    // Keep the decode path exercised too.
-    assert!(decode_hash(&encode_hash(&probes[0])).is_some());
+    )
 }

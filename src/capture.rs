@@ -28,14 +28,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 
 use crate::admin::Metrics;
 use crate::admin::metrics::KindLabel;
 use crate::auth::{device_info, encode_hash, hash_token, meteor_id};
 use crate::body::{Body, BoxError, boxed, full};
 use crate::config::Config;
-use crate::proxy::ConnInfo;
+use crate::proxy::{ConnInfo, UpstreamBody};
 use crate::revocation::RevokedSet;
 use crate::store::{SessionRecord, Store, StoreError};
 
@@ -283,7 +283,7 @@ impl Capturer {
     /// is relayed and the rest streams.
     pub async fn inspect_login(
         &self,
-        response: Response<Incoming>,
+        response: Response<UpstreamBody>,
         client: &ClientFacts,
         deadline: Duration,
     ) -> Response<Body> {
@@ -411,7 +411,7 @@ impl Capturer {
 }
 
 /// Only a 200 with an unencoded body that may fit the bound is read.
-fn worth_reading(response: &Response<Incoming>) -> bool {
+fn worth_reading(response: &Response<UpstreamBody>) -> bool {
     if response.status() != StatusCode::OK {
         return false;
     }
@@ -439,7 +439,7 @@ struct Prefix {
 
 impl Prefix {
     /// Read frames until the body ends, fails, or passes `limit` data bytes.
-    async fn fill(&mut self, body: &mut Incoming, limit: usize) {
+    async fn fill(&mut self, body: &mut UpstreamBody, limit: usize) {
         while self.data_len <= limit {
             match body.frame().await {
                 None => {
@@ -480,7 +480,7 @@ impl Prefix {
     }
 
     /// The body to relay: the frames read, then whatever is left unread.
-    fn into_body(self, rest: Incoming) -> Body {
+    fn into_body(self, rest: UpstreamBody) -> Body {
         let Prefix {
             frames,
             data_len,

@@ -80,14 +80,9 @@ struct VerifierInner {
 impl UpstreamVerifier {
     /// `client` is the gate's pooled upstream client.
     pub fn new(cfg: &Config, client: UpstreamClient, metrics: Arc<Metrics>) -> Self {
-        let Upstream { scheme, authority } = &cfg.upstream;
-        // A validated upstream always yields a valid URI and Host value.
-        let uri = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.clone())
-            .path_and_query("/api/v1/me")
-            .build()
-            .unwrap_or_default();
+        let Upstream { authority, .. } = &cfg.upstream;
+        // The pool dials the upstream: the request carries the path only.
+        let uri = Uri::from_static("/api/v1/me");
         let authority = HeaderValue::from_str(authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
@@ -366,7 +361,7 @@ mod tests {
     fn verifier() -> UpstreamVerifier {
         crate::server::tls::install_crypto_provider();
         let cfg = Config::default();
-        let client = crate::proxy::client::build(&cfg.proxy, false).unwrap();
+        let client = crate::proxy::client::build(&cfg.proxy, &cfg.upstream).unwrap();
         UpstreamVerifier::new(&cfg, client, Arc::new(Metrics::new()))
     }
 

@@ -1,16 +1,33 @@
-//! The pooled upstream client (HTTP/1.1 and HTTP/2, plain or rustls).
+//! The upstream connection pool: HTTP/1.1 to the one configured upstream,
+//! plain or rustls.
+//!
+//! Rocket.Chat (Node) speaks HTTP/1.1 and websockets need it, so the pool
+//! holds HTTP/1.1 connections only and skips what a general-purpose client
+//! pays on every request (pool keys, absolute-URI rewriting, a spawned task
+//! per answer). A connection goes back to the idle stack only when its answer
+//! has been read to the end, so a connection taken from the stack is free;
+//! the most recently used one is taken first (warm, least likely to have hit
+//! the upstream's keep-alive timer). Idle connections close after
+//! `proxy.pool_idle_timeout` (default 4 s, below Node's 5 s keep-alive).
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
 use crate::body::Body;
-use crate::config::ProxyConfig;
+use crate::config::{ProxyConfig, Upstream};
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// Idle connections kept at most; more are closed when they come back.
+const MAX_IDLE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,32 +37,255 @@ pub enum ClientError {
     NoRoots,
 }
 
-/// Build the pool. Idle connections close after `pool_idle_timeout` (default
-/// 4 s, below Node's 5 s keep-alive) so the gate never reuses a socket the
-/// upstream is about to close; hyper retries a request whose pooled connection
-/// turned out closed before any byte was written (`retry_canceled_requests`).
-pub fn build(cfg: &ProxyConfig, https: bool) -> Result<UpstreamClient, ClientError> {
+/// Why a request got no answer from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made (refused, unreachable, TLS, timeout).
+    #[error("connect: {0}")]
+    Connect(crate::body::BoxError),
+    /// The request was sent but the connection failed before an answer.
+    /// `reused`: it was a pooled connection, so the upstream may have closed
+    /// it idle just as the request arrived (nothing was processed).
+    #[error("request: {source}")]
+    Request {
+        #[source]
+        source: hyper::Error,
+        reused: bool,
+    },
+}
+
+impl SendError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+
+    /// Lost on a pooled connection the upstream closed before answering.
+    pub fn is_stale_connection(&self) -> bool {
+        match self {
+            SendError::Request { source, reused } => {
+                *reused
+                    && (source.is_incomplete_message() || source.is_canceled() || source.is_closed())
+            }
+            SendError::Connect(_) => false,
+        }
+    }
+}
+
+/// Cheap to clone: every clone shares the idle stack.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    /// `scheme://authority` of the upstream: what the connector dials.
+    target: Uri,
+    idle: Mutex<Vec<Idle>>,
+    idle_timeout: Duration,
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Build the pool. Requests must carry an origin-form URI (path and query):
+/// every connection goes to `upstream`.
+pub fn build(cfg: &ProxyConfig, upstream: &Upstream) -> Result<UpstreamClient, ClientError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(cfg.connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(30)));
 
-    let tls = tls_config(cfg, https)?;
+    let tls = tls_config(cfg, upstream.is_https())?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .enable_http2()
         .wrap_connector(http);
+    let target = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query("/")
+        .build()
+        .unwrap_or_default();
+    let inner = Arc::new(Inner {
+        connector,
+        target,
+        idle: Mutex::new(Vec::new()),
+        idle_timeout: cfg.pool_idle_timeout,
+    });
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(close_expired(Arc::downgrade(&inner)));
+    }
+    Ok(UpstreamClient { inner })
+}
 
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(cfg.pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .pool_max_idle_per_host(1024)
-        .retry_canceled_requests(true)
-        .timer(TokioTimer::new())
-        .build(connector))
+impl UpstreamClient {
+    /// Send one request and return the answer head; its body streams from
+    /// the connection, which returns to the pool once the body is read.
+    pub async fn request(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout().await {
+                Some(sender) => (sender, true),
+                // Boxed: dialling (DNS, TLS) is rare and its future is large.
+                None => (Box::pin(self.connect()).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok(self.lease(sender, response)),
+                Err(mut e) => match e.take_message() {
+                    // Never written: the pooled connection closed under it.
+                    // Another one (or a fresh one) gets the same request.
+                    Some(unsent) if reused => req = unsent,
+                    _ => {
+                        return Err(SendError::Request {
+                            source: e.into_error(),
+                            reused,
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    /// A ready idle connection, most recently used first.
+    async fn checkout(&self) -> Option<SendRequest<Body>> {
+        loop {
+            let idle = self.lock_idle().pop()?;
+            if idle.since.elapsed() >= self.inner.idle_timeout {
+                // The newest is too old: so is every other one.
+                self.lock_idle().clear();
+                return None;
+            }
+            let mut sender = idle.sender;
+            // Back only after its answer ended: ready at once, or as soon as
+            // its connection task has noticed that.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+        let mut connector = self.inner.connector.clone();
+        let io = connector
+            .call(self.inner.target.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| SendError::Connect(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn lease(&self, sender: SendRequest<Body>, response: Response<Incoming>) -> Response<UpstreamBody> {
+        // After a 101 the connection belongs to the upgraded tunnel.
+        let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
+        response.map(|body| UpstreamBody {
+            body,
+            lease: reusable.then(|| Lease {
+                sender,
+                pool: Arc::downgrade(&self.inner),
+            }),
+        })
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        lock(&self.inner.idle)
+    }
+}
+
+fn lock(idle: &Mutex<Vec<Idle>>) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    // Pushing and popping cannot leave the stack inconsistent.
+    idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Close idle connections past the idle timeout, so a quiet gate does not
+/// hold upstream sockets open.
+async fn close_expired(pool: Weak<Inner>) {
+    let period = match pool.upgrade() {
+        Some(inner) => inner.idle_timeout.max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = pool.upgrade() else { return };
+        let mut idle = lock(&inner.idle);
+        // Oldest first: keep the suffix still within the timeout.
+        let keep_from = idle
+            .iter()
+            .position(|i| i.since.elapsed() < inner.idle_timeout)
+            .unwrap_or(idle.len());
+        idle.drain(..keep_from);
+        idle.retain(|i| !i.sender.is_closed());
+    }
+}
+
+struct Lease {
+    sender: SendRequest<Body>,
+    pool: Weak<Inner>,
+}
+
+/// An upstream answer's body. When it is dropped after its end, the
+/// connection goes back to the pool; dropped earlier (client gone, body
+/// abandoned), the connection closes.
+pub struct UpstreamBody {
+    body: Incoming,
+    lease: Option<Lease>,
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        use http_body::Body as _;
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        if !self.body.is_end_stream() || lease.sender.is_closed() {
+            return;
+        }
+        if let Some(pool) = lease.pool.upgrade() {
+            let mut idle = lock(&pool.idle);
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    sender: lease.sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn tls_config(cfg: &ProxyConfig, https: bool) -> Result<rustls::ClientConfig, ClientError> {

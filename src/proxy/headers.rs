@@ -10,15 +10,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 ///
 /// `Trailer` is NOT removed: it is an end-to-end declaration (RFC 9110 §6.6.2)
 /// and hyper only relays trailer fields that it declares.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Why a request head is refused before anything is forwarded.
@@ -95,7 +95,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(&name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {
@@ -110,54 +110,58 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// X-Forwarded-* for the upstream. From a trusted proxy the incoming chain is
 /// extended; from anyone else it is replaced, so a client cannot forge its
 /// address or scheme.
+///
+/// `peer` is the client address as a header value ([`peer_header`], made once
+/// per connection).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     https: bool,
     host: Option<&HeaderValue>,
     trusted: bool,
 ) {
-    const XFF: &str = "x-forwarded-for";
-    const XFP: &str = "x-forwarded-proto";
-    const XFH: &str = "x-forwarded-host";
+    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     let proto = HeaderValue::from_static(if https { "https" } else { "http" });
     if trusted {
         let chain: Vec<&str> = headers
-            .get_all(XFF)
+            .get_all(&XFF)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let value = if chain.is_empty() {
-            peer.to_string()
+        if chain.is_empty() {
+            headers.insert(&XFF, peer.clone());
         } else {
-            format!("{}, {peer}", chain.join(", "))
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(XFF, value);
+            let value = format!("{}, {}", chain.join(", "), peer.to_str().unwrap_or("unknown"));
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(&XFF, value);
+            }
         }
-        if !headers.contains_key(XFP) {
-            headers.insert(XFP, proto);
+        if !headers.contains_key(&XFP) {
+            headers.insert(&XFP, proto);
         }
-        if !headers.contains_key(XFH) {
+        if !headers.contains_key(&XFH) {
             if let Some(host) = host {
-                headers.insert(XFH, host.clone());
+                headers.insert(&XFH, host.clone());
             }
         }
     } else {
-        headers.insert(XFF, peer_value(peer));
-        headers.insert(XFP, proto);
+        headers.insert(&XFF, peer.clone());
+        headers.insert(&XFP, proto);
         match host {
             Some(host) => {
-                headers.insert(XFH, host.clone());
+                headers.insert(&XFH, host.clone());
             }
             None => {
-                headers.remove(XFH);
+                headers.remove(&XFH);
             }
         }
     }
 }
 
-fn peer_value(peer: IpAddr) -> HeaderValue {
+/// The client address as an X-Forwarded-For value.
+pub fn peer_header(peer: IpAddr) -> HeaderValue {
     // An IP address is always a valid header value.
     HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
@@ -368,7 +372,7 @@ mod tests {
         let host = HeaderValue::from_static("chat.example:8443");
         set_forwarded(
             &mut h,
-            "10.0.0.1".parse().unwrap(),
+            &peer_header("10.0.0.1".parse().unwrap()),
             false,
             Some(&host),
             false,
@@ -384,7 +388,13 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, None, true);
+        set_forwarded(
+            &mut h,
+            &peer_header("10.0.0.1".parse().unwrap()),
+            false,
+            None,
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

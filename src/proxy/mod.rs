@@ -30,17 +30,20 @@ use crate::api::{DevicesApi, LogoutApi};
 use crate::auth::hash_token;
 use crate::body::{Body, boxed, full};
 use crate::capture::{Capturer, ClientFacts};
-use crate::config::{Config, Upstream};
+use crate::config::Config;
 use crate::revocation::RevokedSet;
 use crate::route::{self, Route};
 use crate::ws;
 
+pub use client::UpstreamBody;
 pub use error::ProxyError;
 
 /// Facts about the client connection a request arrived on.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// `peer`'s address as an X-Forwarded-For value, formatted once.
+    pub peer_header: HeaderValue,
     pub tls: bool,
     /// The peer is a configured trusted proxy: its X-Forwarded-* are kept.
     pub trusted: bool,
@@ -50,7 +53,6 @@ pub struct ConnInfo {
 
 /// Everything a request needs, shared by all connections.
 pub struct Gate {
-    upstream: Upstream,
     client: client::UpstreamClient,
     response_timeout: Duration,
     max_inspect_bytes: usize,
@@ -86,7 +88,6 @@ impl Gate {
         handlers: Handlers,
     ) -> Self {
         Self {
-            upstream: cfg.upstream.clone(),
             client,
             response_timeout: cfg.proxy.response_timeout,
             max_inspect_bytes: cfg.proxy.max_inspect_bytes,
@@ -145,14 +146,16 @@ impl Gate {
         route: Route,
         conn: ConnInfo,
     ) -> Response<Body> {
+        // Only plain forwarding runs inline: the other handlers are boxed so
+        // the future hyper moves around for every request stays small.
         match route {
-            Route::SessionsLogout => self.logout.handle(req, conn).await,
-            Route::SockJsSend => self.forward_sockjs_send(req, conn).await,
-            Route::Login => self.forward_login(req, conn).await,
-            Route::UserLogout => self.forward_user_logout(req, conn).await,
+            Route::SessionsLogout => Box::pin(self.logout.handle(req, conn)).await,
+            Route::SockJsSend => Box::pin(self.forward_sockjs_send(req, conn)).await,
+            Route::Login => Box::pin(self.forward_login(req, conn)).await,
+            Route::UserLogout => Box::pin(self.forward_user_logout(req, conn)).await,
             Route::DeviceApi(endpoint) => match &self.devices {
                 Some(devices) if DevicesApi::answers(endpoint, req.method()) => {
-                    devices.handle(endpoint, req, conn).await
+                    Box::pin(devices.handle(endpoint, req, conn)).await
                 }
                 _ => self.forward(req, conn).await,
             },
@@ -256,7 +259,7 @@ impl Gate {
         if websocket {
             // After enforcement: a revoked cookie is gone, a live one is watched.
             let cookie_token = cookie_token(req.headers());
-            return self.forward_websocket(req, conn, cookie_token).await;
+            return Box::pin(self.forward_websocket(req, conn, cookie_token)).await;
         }
         let upstream_req = match self.prepare(req, &conn, false) {
             Ok(r) => r,
@@ -282,17 +285,16 @@ impl Gate {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(self.upstream.scheme.clone())
-            .authority(self.upstream.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| ProxyError::BadRequest)?;
+        // Every connection goes to the one upstream: origin-form is all it
+        // needs (an absolute-form or HTTP/2 request is rewritten).
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            parts.uri = Uri::from(path_and_query);
+        }
         headers::strip_hop_by_hop(&mut parts.headers, websocket);
         // HTTP2-Settings travels with an h2c upgrade offer, which is never honoured.
         parts.headers.remove("http2-settings");
@@ -303,7 +305,7 @@ impl Gate {
         }
         headers::set_forwarded(
             &mut parts.headers,
-            conn.peer.ip(),
+            &conn.peer_header,
             conn.tls,
             host.as_ref(),
             conn.trusted,
@@ -326,15 +328,15 @@ impl Gate {
         Ok(Request::from_parts(parts, boxed(body)))
     }
 
-    async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
+    async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, ProxyError> {
         let replay = replay_copy(&req);
         let attempt = async {
             match self.client.request(req).await {
-                Err(e) if is_stale_connection(&e) => match replay {
+                Err(e) if e.is_stale_connection() => match replay {
                     // The upstream closed a pooled connection under this
                     // request before answering: nothing was processed, and
                     // an idempotent request without a body is safe to send
-                    // once more on a fresh connection (SPEC §8).
+                    // once more (SPEC §8).
                     Some(again) => {
                         tracing::debug!("pooled upstream connection was closed; retrying once");
                         self.client.request(again).await
@@ -471,7 +473,7 @@ impl Gate {
 
 /// The upstream's answer for the client: status, headers and body unchanged
 /// except hop-by-hop fields (the upgrade handshake kept on a 101).
-fn relay(response: Response<Incoming>, upgrade: bool) -> Response<Body> {
+fn relay(response: Response<UpstreamBody>, upgrade: bool) -> Response<Body> {
     if upgrade {
         let (mut parts, _) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, true);
@@ -519,22 +521,6 @@ fn replay_copy(req: &Request<Body>) -> Option<Request<Body>> {
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     Some(copy)
-}
-
-/// Did the request fail because a pooled connection was already closed
-/// (before any answer), rather than because the upstream is down?
-fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
-    if e.is_connect() {
-        return false;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        if let Some(h) = inner.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled() || h.is_closed();
-        }
-        source = inner.source();
-    }
-    false
 }
 
 fn cookie_token(headers: &http::HeaderMap) -> Option<crate::auth::TokenHash> {

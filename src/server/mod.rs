@@ -79,6 +79,7 @@ pub async fn serve(
         let framing = Arc::new(framing::ConnFraming::default());
         let conn = ConnInfo {
             peer,
+            peer_header: crate::proxy::headers::peer_header(peer.ip()),
             tls: listener.tls.is_some(),
             trusted: cfg
                 .trusted_proxies
