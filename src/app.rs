@@ -70,8 +70,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     let revoked = RevokedSet::new();
-    let client = crate::proxy::client::build(&cfg.proxy, &cfg.upstream)
-        .context("upstream client")?;
+    let client =
+        crate::proxy::client::build(&cfg.proxy, &cfg.upstream).context("upstream client")?;
     let capturer = Capturer::new(&cfg, store.clone(), revoked.clone(), metrics.clone());
     let verifier = cfg
         .logout

@@ -546,3 +546,68 @@ async fn a_pooled_connection_closed_by_the_upstream_never_surfaces_as_502() {
     }
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
+
+/// The upstream pool: sequential requests share one connection; a connection
+/// whose answer the client abandoned mid-body is closed, never handed to the
+/// next request; idle connections close after `proxy.pool_idle_timeout_ms`.
+#[tokio::test]
+async fn upstream_connections_are_reused_abandoned_ones_closed_idle_ones_expire() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = FakeUpstream::start().await;
+    let mut opts =
+        GateOptions::new(&upstream.url(), NO_REDIS).toml("[proxy]\npool_idle_timeout_ms = 400");
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+
+    for i in 0..10 {
+        let path = format!("/reuse/{i}");
+        let resp = send(gate.addr, with_body(request("GET", gate.addr, &path), ""))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(upstream.seen_path(&path).len(), 1);
+    }
+    assert_eq!(upstream.connections_accepted(), 1, "one pooled connection");
+
+    // A streamed answer (10 chunks, 10 ms apart) the client walks away from.
+    let mut client = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    client
+        .write_all(format!("GET /stream/10 HTTP/1.1\r\nhost: {}\r\n\r\n", gate.addr).as_bytes())
+        .await
+        .unwrap();
+    let mut first = [0u8; 64];
+    let n = client.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    drop(client);
+    // The rest of the stream would take ~100 ms; the gate closes that
+    // upstream connection instead of returning it half read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while upstream.connections_open() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned upstream connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = send(
+        gate.addr,
+        with_body(request("GET", gate.addr, "/after"), ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.seen_path("/after").len(), 1);
+    assert_eq!(upstream.connections_accepted(), 2, "a fresh connection");
+
+    // Idle past pool_idle_timeout_ms (400 ms; checked every 400 ms): closed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(upstream.connections_open(), 0, "idle connection closed");
+    let resp = send(
+        gate.addr,
+        with_body(request("GET", gate.addr, "/later"), ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.connections_accepted(), 3);
+}

@@ -178,6 +178,7 @@ on_both_backends!(
     rate_limit_counts_authorized_requests_in_a_fixed_window,
     five_failures_lock_the_user_out,
     accepted_totp_step_is_never_accepted_again,
+    a_code_shared_by_two_steps_uses_the_first_unused_one,
     backup_code_is_single_use,
     good_code_on_missing_or_logged_out_session_is_not_found_and_stays_used,
     revoke_logs_out_drops_the_index_and_records_the_hash,
@@ -364,7 +365,7 @@ async fn five_failures_lock_the_user_out(store: Store) {
 
 async fn accepted_totp_step_is_never_accepted_again(store: Store) {
     seed(&store).await;
-    let first = commit("admin1", Proof::TotpStep(1000), "s-victim");
+    let first = commit("admin1", Proof::TotpSteps(vec![1000]), "s-victim");
     assert_eq!(
         store.logout_commit(&first).await,
         Ok(CommitOutcome::Revoked {
@@ -375,7 +376,7 @@ async fn accepted_totp_step_is_never_accepted_again(store: Store) {
     // Replay of the same step, even against another session.
     assert_eq!(
         store
-            .logout_commit(&commit("admin1", Proof::TotpStep(1000), "s-other"))
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![1000]), "s-other"))
             .await,
         Ok(CommitOutcome::TotpInvalid)
     );
@@ -400,15 +401,47 @@ async fn accepted_totp_step_is_never_accepted_again(store: Store) {
     // The next step is fresh; the same step is fresh for another user.
     assert!(matches!(
         store
-            .logout_commit(&commit("admin1", Proof::TotpStep(1001), "s-other"))
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![1001]), "s-other"))
             .await,
         Ok(CommitOutcome::Revoked { .. })
     ));
     assert_eq!(
         store
-            .logout_commit(&commit("user2", Proof::TotpStep(1000), "s-missing"))
+            .logout_commit(&commit("user2", Proof::TotpSteps(vec![1000]), "s-missing"))
             .await,
         Ok(CommitOutcome::SessionNotFound)
+    );
+}
+
+/// Two steps of the window can share a six-digit code: once the older step is
+/// used, the same code is still good for the newer one, and then for neither.
+async fn a_code_shared_by_two_steps_uses_the_first_unused_one(store: Store) {
+    seed(&store).await;
+    assert!(matches!(
+        store
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![1000]), "s-victim"))
+            .await,
+        Ok(CommitOutcome::Revoked { .. })
+    ));
+    assert!(matches!(
+        store
+            .logout_commit(&commit(
+                "admin1",
+                Proof::TotpSteps(vec![1000, 1001]),
+                "s-other"
+            ))
+            .await,
+        Ok(CommitOutcome::Revoked { .. })
+    ));
+    assert_eq!(
+        store
+            .logout_commit(&commit(
+                "admin1",
+                Proof::TotpSteps(vec![1000, 1001]),
+                "s-admin"
+            ))
+            .await,
+        Ok(CommitOutcome::TotpInvalid)
     );
 }
 
@@ -470,13 +503,13 @@ async fn good_code_on_missing_or_logged_out_session_is_not_found_and_stays_used(
     seed(&store).await;
     assert_eq!(
         store
-            .logout_commit(&commit("admin1", Proof::TotpStep(5), "nope"))
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![5]), "nope"))
             .await,
         Ok(CommitOutcome::SessionNotFound)
     );
     assert_eq!(
         store
-            .logout_commit(&commit("admin1", Proof::TotpStep(5), "s-victim"))
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![5]), "s-victim"))
             .await,
         Ok(CommitOutcome::TotpInvalid)
     );
@@ -489,7 +522,7 @@ async fn good_code_on_missing_or_logged_out_session_is_not_found_and_stays_used(
     );
     assert_eq!(
         store
-            .logout_commit(&commit("admin1", Proof::TotpStep(6), "s-victim"))
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![6]), "s-victim"))
             .await,
         Ok(CommitOutcome::SessionNotFound)
     );
@@ -685,7 +718,7 @@ async fn feed_sends_snapshot_first_then_each_revocation(store: Store) {
             published_at_ms: at2,
         }
     );
-    let via_commit = commit("admin1", Proof::TotpStep(77), "s-admin");
+    let via_commit = commit("admin1", Proof::TotpSteps(vec![77]), "s-admin");
     assert!(matches!(
         store.logout_commit(&via_commit).await,
         Ok(CommitOutcome::Revoked { .. })
@@ -723,7 +756,7 @@ async fn keys_follow_the_documented_schema_and_windows_expire() {
         .await
         .expect("commit");
     store
-        .logout_commit(&commit("admin1", Proof::TotpStep(42), "s-victim"))
+        .logout_commit(&commit("admin1", Proof::TotpSteps(vec![42]), "s-victim"))
         .await
         .expect("commit");
     let Reply::Array(Some(keys)) = server.cmd(&["KEYS", "*"]) else {
@@ -1242,7 +1275,7 @@ async fn cluster_url_runs_the_scripts_on_the_slot_owner_and_feeds_from_any_node(
             .await,
         Ok(PrecheckOutcome::Authorized { .. })
     ));
-    let step = commit("admin1", Proof::TotpStep(9), "s-victim");
+    let step = commit("admin1", Proof::TotpSteps(vec![9]), "s-victim");
     assert_eq!(
         store.logout_commit(&step).await,
         Ok(CommitOutcome::Revoked {
@@ -1260,7 +1293,7 @@ async fn cluster_url_runs_the_scripts_on_the_slot_owner_and_feeds_from_any_node(
     );
     assert_eq!(
         store
-            .logout_commit(&commit("admin1", Proof::TotpStep(9), "s-other"))
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![9]), "s-other"))
             .await,
         Ok(CommitOutcome::TotpInvalid)
     );

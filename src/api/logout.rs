@@ -260,12 +260,12 @@ pub(crate) fn second_factor_proof(
         ApiError::StoreUnavailable
     })?;
     Ok(
-        match totp::verify_code(&secret, code, crate::clock::unix_secs(), window) {
-            Some(step) => Proof::TotpStep(step),
-            None if totp::backup::looks_like_backup_code(code) => {
+        match totp::matching_steps(&secret, code, crate::clock::unix_secs(), window) {
+            steps if !steps.is_empty() => Proof::TotpSteps(steps),
+            _ if totp::backup::looks_like_backup_code(code) => {
                 Proof::BackupCode(totp::backup::hash_backup_code(code))
             }
-            None => Proof::Invalid,
+            _ => Proof::Invalid,
         },
     )
 }

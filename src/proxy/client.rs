@@ -64,7 +64,9 @@ impl SendError {
         match self {
             SendError::Request { source, reused } => {
                 *reused
-                    && (source.is_incomplete_message() || source.is_canceled() || source.is_closed())
+                    && (source.is_incomplete_message()
+                        || source.is_canceled()
+                        || source.is_closed())
             }
             SendError::Connect(_) => false,
         }
@@ -189,7 +191,11 @@ impl UpstreamClient {
         Ok(sender)
     }
 
-    fn lease(&self, sender: SendRequest<Body>, response: Response<Incoming>) -> Response<UpstreamBody> {
+    fn lease(
+        &self,
+        sender: SendRequest<Body>,
+        response: Response<Incoming>,
+    ) -> Response<UpstreamBody> {
         // After a 101 the connection belongs to the upgraded tunnel.
         let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
         response.map(|body| UpstreamBody {

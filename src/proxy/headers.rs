@@ -133,7 +133,11 @@ pub fn set_forwarded(
         if chain.is_empty() {
             headers.insert(&XFF, peer.clone());
         } else {
-            let value = format!("{}, {}", chain.join(", "), peer.to_str().unwrap_or("unknown"));
+            let value = format!(
+                "{}, {}",
+                chain.join(", "),
+                peer.to_str().unwrap_or("unknown")
+            );
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(&XFF, value);
             }

@@ -261,16 +261,18 @@ impl MemoryStore {
         let now = Instant::now();
         let mut state = self.state();
         let accepted = match &commit.proof {
-            Proof::TotpStep(step) => {
+            Proof::TotpSteps(steps) => {
                 state.used_steps.retain(|_, ends| *ends > now);
-                let key = (commit.user_id.to_owned(), *step);
-                match state.used_steps.entry(key) {
-                    Entry::Occupied(_) => false,
-                    Entry::Vacant(slot) => {
-                        slot.insert(now + Duration::from_secs(commit.step_marker_ttl_secs.max(1)));
-                        true
+                let ends = now + Duration::from_secs(commit.step_marker_ttl_secs.max(1));
+                steps.iter().any(|step| {
+                    match state.used_steps.entry((commit.user_id.to_owned(), *step)) {
+                        Entry::Occupied(_) => false,
+                        Entry::Vacant(slot) => {
+                            slot.insert(ends);
+                            true
+                        }
                     }
-                }
+                })
             }
             Proof::BackupCode(hash) => state
                 .users

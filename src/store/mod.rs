@@ -123,8 +123,9 @@ pub enum PrecheckOutcome {
 /// by the caller against the secret (the store only makes it single-use).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Proof {
-    /// The TOTP code matched this time step: mark `(user, step)` used.
-    TotpStep(u64),
+    /// The TOTP code matched these time steps (oldest first, at least one):
+    /// mark the first one not yet used for the user as used.
+    TotpSteps(Vec<u64>),
     /// SHA-256 hex of a backup code the user presented: consume it if unused.
     BackupCode(String),
     /// The code matched nothing: count a failure.
@@ -134,7 +135,7 @@ pub enum Proof {
 impl fmt::Debug for Proof {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TotpStep(step) => f.debug_tuple("TotpStep").field(step).finish(),
+            Self::TotpSteps(steps) => f.debug_tuple("TotpSteps").field(steps).finish(),
             Self::BackupCode(_) => f.write_str("BackupCode(<redacted>)"),
             Self::Invalid => f.write_str("Invalid"),
         }

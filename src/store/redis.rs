@@ -314,13 +314,18 @@ end
 "#;
 
 /// Checks 5b to 7. ARGV: prefix, user id, proof kind (step|backup|invalid),
-/// proof value, target session, logout by, revoked ttl s, step marker ttl s,
+/// proof value (steps: comma-separated, oldest first), target session, logout by, revoked ttl s, step marker ttl s,
 /// lockout window s, now ms.
 const LUA_COMMIT: &str = r#"
 local uid, kind, value = ARGV[2], ARGV[3], ARGV[4]
 local accepted = false
 if kind == 'step' then
-  accepted = redis.call('SET', k_totp_used(uid, value), '1', 'NX', 'EX', ARGV[8]) ~= false
+  for step in string.gmatch(value, '%d+') do
+    if redis.call('SET', k_totp_used(uid, step), '1', 'NX', 'EX', ARGV[8]) then
+      accepted = true
+      break
+    end
+  end
 elseif kind == 'backup' then
   accepted = redis.call('SREM', k_user_backup(uid), value) == 1
 end
@@ -781,7 +786,14 @@ impl RedisStore {
         commit: &Commit<'_>,
     ) -> Result<CommitOutcome, StoreError> {
         let (kind, value) = match &commit.proof {
-            Proof::TotpStep(step) => ("step", step.to_string()),
+            Proof::TotpSteps(steps) => (
+                "step",
+                steps
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             Proof::BackupCode(hash) => ("backup", hash.clone()),
             Proof::Invalid => ("invalid", String::new()),
         };

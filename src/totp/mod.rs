@@ -3,7 +3,7 @@
 //! Pure: no I/O, no tokio, no clock. Callers pass `now` so tests and the demo control
 //! time. Replay protection (RFC 6238 §5.2, "the verifier MUST NOT accept the second
 //! attempt of the OTP after the successful validation") is the caller's job: it records
-//! the step [`verify_code`] returns, atomically in the store.
+//! a step [`matching_steps`] returns, atomically in the store.
 //!
 //! Parameters are fixed to what every authenticator app supports: HMAC-SHA-1,
 //! 6 digits, 30 second step.
@@ -65,18 +65,28 @@ pub enum TotpError {
 /// A secret shorter than [`MIN_SECRET_BYTES`] never verifies (fail closed: an empty or
 /// truncated secret would make codes guessable).
 pub fn verify_code(secret: &[u8], code: &str, now_secs: u64, window: u8) -> Option<u64> {
+    matching_steps(secret, code, now_secs, window)
+        .first()
+        .copied()
+}
+
+/// Every step within `±window` whose code is `code`, oldest first (usually
+/// none or one). Two steps of a window can share a six-digit code: when the
+/// older one was already used, the newer one must still be accepted, so the
+/// store consumes the first unused step of this list.
+pub fn matching_steps(secret: &[u8], code: &str, now_secs: u64, window: u8) -> Vec<u64> {
+    let mut matched = Vec::new();
     let code = code.trim().as_bytes();
     if code.len() != DIGITS || !code.iter().all(u8::is_ascii_digit) {
-        return None;
+        return matched;
     }
     if secret.len() < MIN_SECRET_BYTES {
-        return None;
+        return matched;
     }
     let totp = totp(secret);
     let now_step = now_secs / STEP_SECS;
     let first = now_step.saturating_sub(u64::from(window));
     let last = now_step.saturating_add(u64::from(window));
-    let mut matched = None;
     for step in first..=last {
         // `now_secs / 30 + 255` times 30 can exceed u64 only for absurd clocks; such a
         // step has no code, so skip it rather than overflow.
@@ -84,8 +94,8 @@ pub fn verify_code(secret: &[u8], code: &str, now_secs: u64, window: u8) -> Opti
             continue;
         };
         let expected = totp.generate(at).to_string();
-        if constant_time_eq(expected.as_bytes(), code) && matched.is_none() {
-            matched = Some(step);
+        if constant_time_eq(expected.as_bytes(), code) {
+            matched.push(step);
         }
     }
     matched
@@ -258,6 +268,21 @@ mod tests {
 
     /// RFC 6238 Appendix B SHA-1 seed: the ASCII string "12345678901234567890".
     const RFC_SECRET: &[u8] = b"12345678901234567890";
+
+    #[test]
+    fn a_code_shared_by_two_steps_names_both_oldest_first() {
+        // Steps 153567 and 153569 share the code 468457 for the RFC secret
+        // (found by search); from step 153568 with window 1 both are in range.
+        let now = 153_568 * 30;
+        assert_eq!(code_at(RFC_SECRET, 153_567 * 30), "468457");
+        assert_eq!(code_at(RFC_SECRET, 153_569 * 30), "468457");
+        assert_eq!(
+            matching_steps(RFC_SECRET, "468457", now, 1),
+            vec![153_567, 153_569]
+        );
+        assert_eq!(verify_code(RFC_SECRET, "468457", now, 1), Some(153_567));
+        assert!(matching_steps(RFC_SECRET, "468458", now, 1).is_empty());
+    }
 
     #[test]
     fn rfc6238_sha1_vectors_truncated_to_six_digits() {

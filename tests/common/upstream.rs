@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ pub struct LoginOptions {
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// Connections accepted so far, and those still open.
+    connections: Arc<(AtomicUsize, AtomicUsize)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -86,12 +89,17 @@ impl FakeUpstream {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
+        let connections = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let counters = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = shared.clone();
+                let counters = counters.clone();
+                counters.0.fetch_add(1, Ordering::SeqCst);
+                counters.1.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
@@ -100,10 +108,26 @@ impl FakeUpstream {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
+                    counters.1.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        FakeUpstream { addr, state, task }
+        FakeUpstream {
+            addr,
+            state,
+            connections,
+            task,
+        }
+    }
+
+    /// TCP connections accepted since start.
+    pub fn connections_accepted(&self) -> usize {
+        self.connections.0.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections still open.
+    pub fn connections_open(&self) -> usize {
+        self.connections.1.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
