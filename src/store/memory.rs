@@ -252,7 +252,11 @@ impl MemoryStore {
             }
         }
         Ok(PrecheckOutcome::Authorized {
-            user: state.user_record(check.user_id),
+            user: state.user_record(check.user_id).map(|mut user| {
+                // As from Redis: backup codes stay in the store.
+                user.backup_codes.clear();
+                user
+            }),
             session_id,
         })
     }

@@ -112,7 +112,8 @@ pub enum PrecheckOutcome {
     /// Over the request limit or locked out after too many TOTP failures.
     RateLimited { retry_after_secs: u64 },
     /// The caller is who they claim; `user` is `None` when the gate has no user
-    /// record (the caller decides what that means: no roles, no TOTP).
+    /// record (the caller decides what that means: no roles, no TOTP). Its
+    /// `backup_codes` are empty: they never leave the store on this path.
     Authorized {
         user: Option<UserRecord>,
         session_id: String,

@@ -287,7 +287,7 @@ if max_fail > 0 then
     return {'limited', pttl}
   end
 end
-return {'ok', sid, redis.call('HGETALL', k_user(uid)), redis.call('SMEMBERS', k_user_backup(uid))}
+return {'ok', sid, redis.call('HGETALL', k_user(uid))}
 "#;
 
 /// The revoke step shared by the commit and revoke scripts: mark the session
@@ -771,9 +771,9 @@ impl RedisStore {
                 let session_id = text(&parts.next().unwrap_or(Value::Nil))
                     .ok_or_else(|| corrupt("token index without a session id"))?;
                 let fields = hash_fields(parts.next().unwrap_or(Value::Nil))?;
-                let codes = strings(parts.next().unwrap_or(Value::Nil))?;
                 Ok(PrecheckOutcome::Authorized {
-                    user: user_record(check.user_id, fields, codes)?,
+                    // Backup codes stay in Redis: the commit script consumes one.
+                    user: user_record(check.user_id, fields, Vec::new())?,
                     session_id,
                 })
             }
