@@ -125,6 +125,65 @@ async fn logout_on_one_replica_is_enforced_by_the_other_within_milliseconds() {
     assert!(metrics.contains("sessiongate_redis_up 1"));
 }
 
+/// A keep-alive connection that keeps sending a live token is checked quickly
+/// (the connection remembers the clean verdict), yet the request after that
+/// token's revocation, on the same connection, is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
+    use http_body_util::BodyExt;
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    // Something else is revoked already, so the set is not empty.
+    let other = add_session(&gate, "u1", "other-token");
+    cli(&gate, &["session", "revoke", &other]);
+    assert!(
+        refused_within(&gate, "other-token", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    let id = add_session(&gate, "u1", "kept-alive-token");
+
+    let stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut get = async || {
+        let req = with_body(
+            request("GET", gate.addr, "/api/v1/me.keepalive")
+                .header("X-User-Id", "u1")
+                .header("X-Auth-Token", "kept-alive-token"),
+            "",
+        );
+        let resp = sender.send_request(req).await.expect("same connection");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).to_string())
+    };
+    for _ in 0..3 {
+        assert_eq!(get().await.0, 200);
+    }
+    let forwarded = upstream.seen_path("/api/v1/me.keepalive").len();
+    assert_eq!(forwarded, 3);
+    cli(&gate, &["session", "revoke", &id]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, body) = get().await;
+        if status == 401 {
+            assert_eq!(body, UNAUTHORIZED);
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(Instant::now() < deadline, "still forwarded after 2 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let after = upstream.seen_path("/api/v1/me.keepalive").len();
+    assert_eq!(get().await.0, 401);
+    assert_eq!(upstream.seen_path("/api/v1/me.keepalive").len(), after);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_cookie_is_stripped_and_the_request_forwarded_anonymously() {
     let redis = RedisServer::start();

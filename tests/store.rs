@@ -192,9 +192,7 @@ async fn precheck_authorizes_the_owner_of_an_active_token(store: Store) {
     seed(&store).await;
     // Backup-code hashes never travel with the precheck answer.
     assert_eq!(
-        store
-            .set_backup_codes("admin1", &["aa11".to_owned()])
-            .await,
+        store.set_backup_codes("admin1", &["aa11".to_owned()]).await,
         Ok(true)
     );
     assert_eq!(

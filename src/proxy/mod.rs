@@ -49,6 +49,8 @@ pub struct ConnInfo {
     pub trusted: bool,
     /// Request-smuggling verdicts from the raw byte watcher.
     pub framing: Arc<crate::server::framing::ConnFraming>,
+    /// The last tokens on this connection found not revoked.
+    pub clean: Arc<crate::revocation::CleanMemo>,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -169,7 +171,7 @@ impl Gate {
     /// hundred bytes of JSON, once per login.
     async fn forward_login(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let client = ClientFacts::of(req.headers(), &conn);
-        if let Err(refusal) = self.enforce(&mut req) {
+        if let Err(refusal) = self.enforce(&mut req, &conn) {
             return refusal.into_response();
         }
         req.headers_mut().remove(header::ACCEPT_ENCODING);
@@ -199,7 +201,7 @@ impl Gate {
         let credentials = header_str(req.headers(), "x-user-id")
             .zip(header_str(req.headers(), "x-auth-token"))
             .map(|(user, token)| (user.to_string(), zeroize::Zeroizing::new(token.to_string())));
-        if let Err(refusal) = self.enforce(&mut req) {
+        if let Err(refusal) = self.enforce(&mut req, &conn) {
             return refusal.into_response();
         }
         let upstream_req = match self.prepare(req, &conn, false) {
@@ -220,8 +222,14 @@ impl Gate {
 
     /// Enforce revocation on the request's token and cookie. `Err` is the
     /// answer to send instead of forwarding.
-    fn enforce(&self, req: &mut Request<Incoming>) -> Result<(), ApiError> {
+    fn enforce(&self, req: &mut Request<Incoming>, conn: &ConnInfo) -> Result<(), ApiError> {
         if self.revoked.is_empty() {
+            return Ok(());
+        }
+        // Read before the check: an entry added meanwhile bumps it, so the
+        // next request on this connection checks afresh.
+        let generation = self.revoked.generation();
+        if conn.clean.is_clean(generation, req.headers()) {
             return Ok(());
         }
         let header_revoked = req.headers().get_all("x-auth-token").iter().any(|v| {
@@ -246,12 +254,14 @@ impl Gate {
                 .get_or_create(&crate::admin::metrics::KindLabel { kind: "cookie" })
                 .inc();
             headers::strip_cookies(req.headers_mut(), &SESSION_COOKIES);
+            return Ok(());
         }
+        conn.clean.remember(generation, req.headers());
         Ok(())
     }
 
     async fn forward(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-        if let Err(refusal) = self.enforce(&mut req) {
+        if let Err(refusal) = self.enforce(&mut req, &conn) {
             return refusal.into_response();
         }
         let websocket =
@@ -433,7 +443,7 @@ impl Gate {
         mut req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<Body> {
-        if let Err(refusal) = self.enforce(&mut req) {
+        if let Err(refusal) = self.enforce(&mut req, &conn) {
             return refusal.into_response();
         }
         let (parts, body) = req.into_parts();

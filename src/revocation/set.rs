@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::broadcast;
@@ -55,6 +55,9 @@ struct Inner {
     /// Entry count, kept beside the shards so the hot path can skip hashing
     /// entirely while nothing is revoked without taking 16 locks.
     len: AtomicUsize,
+    /// Bumped after every new entry: a "not revoked" verdict taken at one
+    /// generation holds while the generation is unchanged ([`super::CleanMemo`]).
+    generation: AtomicU64,
     /// Every newly revoked hash, so live websockets can close themselves.
     events: broadcast::Sender<TokenHash>,
 }
@@ -73,6 +76,7 @@ impl RevokedSet {
             inner: Arc::new(Inner {
                 shards,
                 len: AtomicUsize::new(0),
+                generation: AtomicU64::new(0),
                 events,
             }),
         }
@@ -105,6 +109,9 @@ impl RevokedSet {
             fresh
         };
         if fresh {
+            // After the entry is visible: a reader that sees the new
+            // generation also sees the entry.
+            self.inner.generation.fetch_add(1, Ordering::Release);
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(*hash);
         }
@@ -137,6 +144,12 @@ impl RevokedSet {
 
     pub fn len(&self) -> usize {
         self.inner.len.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever an entry is added (never on purges: dropping an
+    /// expired entry cannot make a live token revoked).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -86,6 +86,7 @@ pub async fn serve(
                 .iter()
                 .any(|net| net.contains(&peer.ip())),
             framing: framing.clone(),
+            clean: Default::default(),
         };
         let gate = gate.clone();
         let builder = builder.clone();
