@@ -45,8 +45,12 @@
 //! most 20: the planned codes must stay acceptable),
 //! `BENCH_LOGOUT_OUT` (also write the markdown report to this file).
 
+#[path = "../tests/common/procfs.rs"]
+mod procfs;
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
+
+use procfs::rss_kib;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -699,18 +703,6 @@ fn clock_ticks() -> u64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// `INFO commandstats` as command → calls (script-internal calls included).

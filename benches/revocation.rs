@@ -6,6 +6,8 @@
 //! 1,000,000 entries). Under `cargo test` it runs a few-second smoke with small
 //! sizes so CI keeps it working without judging figures.
 
+#[path = "../tests/common/procfs.rs"]
+mod procfs;
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
 
@@ -123,18 +125,6 @@ async fn propagation(count: usize) -> String {
     )
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn filled(entries: usize) -> RevokedSet {
     let set = RevokedSet::new();
     for i in 0..entries {
@@ -144,9 +134,9 @@ fn filled(entries: usize) -> RevokedSet {
 }
 
 fn memory(entries: usize) -> String {
-    let before = rss_kib();
+    let before = procfs::rss_kib(std::process::id());
     let set = filled(entries);
-    let after = rss_kib();
+    let after = procfs::rss_kib(std::process::id());
     assert_eq!(set.len(), entries);
     format!(
         "memory: {entries} revoked entries hold {:.1} MiB of RSS ({:.1} bytes/entry)",

@@ -3,8 +3,11 @@
 //! Everything is torn down on drop.
 #![allow(dead_code)]
 
+pub mod procfs;
 pub mod redis_server;
 pub mod upstream;
+
+pub use procfs::rss_kib;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -339,17 +342,4 @@ pub fn raw_exchange_closed_blocking(
         }
     };
     (String::from_utf8_lossy(&out).to_string(), closed)
-}
-
-/// Resident set size of a process in KiB (from /proc).
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
