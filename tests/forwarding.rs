@@ -278,7 +278,7 @@ async fn hundred_megabyte_upload_streams_with_flat_memory() {
     let sampler = tokio::spawn(async move {
         let mut peak = 0;
         for _ in 0..2000 {
-            peak = peak.max(rss_kib(pid));
+            peak = peak.max(procfs::rss_kib(pid));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         peak
@@ -291,7 +291,7 @@ async fn hundred_megabyte_upload_streams_with_flat_memory() {
     let text = String::from_utf8_lossy(&body).to_string();
     let expected_len = (CHUNK * CHUNKS).to_string();
     assert!(text.starts_with(&format!("{expected_len} ")), "{text}");
-    let peak_during = rss_kib(pid);
+    let peak_during = procfs::rss_kib(pid);
     sampler.abort();
     assert!(
         peak_during < 50 * 1024,

@@ -7,8 +7,6 @@ pub mod procfs;
 pub mod redis_server;
 pub mod upstream;
 
-pub use procfs::rss_kib;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
