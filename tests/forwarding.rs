@@ -611,3 +611,104 @@ async fn upstream_connections_are_reused_abandoned_ones_closed_idle_ones_expire(
     assert_eq!(resp.status(), 200);
     assert_eq!(upstream.connections_accepted(), 3);
 }
+
+/// An HTTP/1.0 request without Host still reaches the upstream with one (the
+/// upstream's own authority), and without an X-Forwarded-Host.
+#[tokio::test]
+async fn a_request_without_host_gets_the_upstream_authority_as_host() {
+    let upstream = FakeUpstream::start().await;
+    let gate = gate_for(&upstream).await;
+    let answer = raw_exchange(
+        gate.addr,
+        b"GET /no-host HTTP/1.0\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let seen = &upstream.seen_path("/no-host")[0];
+    assert_eq!(seen.headers["host"], upstream.addr.to_string());
+    assert!(!seen.headers.contains_key("x-forwarded-host"));
+}
+
+/// An https:// upstream signed by a private CA (`proxy.ca_file`): requests go
+/// over TLS with the right SNI, and the TLS connection is pooled like a plain one.
+#[tokio::test]
+async fn an_https_upstream_with_a_private_ca_is_reached_over_pooled_tls() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, cert.cert.pem()).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let sni = sni.clone();
+                        async move {
+                            let host = req.headers()["host"].to_str().unwrap_or("").to_owned();
+                            let path = req.uri().path().to_owned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let text = format!(
+                                "tls path={path} host={host} sni={} body={}",
+                                sni.unwrap_or_default(),
+                                String::from_utf8_lossy(&body)
+                            );
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(text),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    let mut opts = GateOptions::new(&format!("https://localhost:{port}"), NO_REDIS)
+        .toml(&format!("[proxy]\nca_file = \"{}\"", ca_path.display()));
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    for i in 0..3 {
+        let resp = send(
+            gate.addr,
+            with_body(
+                request("POST", gate.addr, &format!("/secure/{i}")),
+                format!("n={i}"),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.body(),
+            &format!(
+                "tls path=/secure/{i} host={} sni=localhost body=n={i}",
+                gate.addr
+            )
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one pooled TLS connection"
+    );
+}

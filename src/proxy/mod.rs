@@ -56,6 +56,8 @@ pub struct ConnInfo {
 /// Everything a request needs, shared by all connections.
 pub struct Gate {
     client: client::UpstreamClient,
+    /// Host sent upstream when the client sent none (HTTP/1.0).
+    upstream_host: HeaderValue,
     response_timeout: Duration,
     max_inspect_bytes: usize,
     revoked: RevokedSet,
@@ -91,6 +93,9 @@ impl Gate {
     ) -> Self {
         Self {
             client,
+            // A validated upstream authority is always a valid header value.
+            upstream_host: HeaderValue::from_str(cfg.upstream.authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             response_timeout: cfg.proxy.response_timeout,
             max_inspect_bytes: cfg.proxy.max_inspect_bytes,
             revoked,
@@ -320,9 +325,11 @@ impl Gate {
             host.as_ref(),
             conn.trusted,
         );
-        if let Some(host) = host {
-            parts.headers.insert(header::HOST, host);
-        }
+        // HTTP/1.1 requires a Host upstream: the client's, else the upstream's.
+        parts.headers.insert(
+            header::HOST,
+            host.unwrap_or_else(|| self.upstream_host.clone()),
+        );
         parts.version = Version::HTTP_11;
         Ok(())
     }
