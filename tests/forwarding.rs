@@ -712,3 +712,89 @@ async fn an_https_upstream_with_a_private_ca_is_reached_over_pooled_tls() {
         "one pooled TLS connection"
     );
 }
+
+/// An upstream that answers before reading the request body (a 413 while the
+/// client is still uploading) must not make the next request wait behind
+/// that upload: its connection is not handed to anyone else.
+#[tokio::test]
+async fn a_connection_still_sending_an_upload_is_never_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut head = Vec::new();
+                loop {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let early = head.starts_with(b"POST /early");
+                    head.clear();
+                    let answer: &[u8] = if early {
+                        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\nno"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    if early {
+                        // Keep draining the upload, never reading a next request.
+                        while let Ok(n) = stream.read(&mut buf).await {
+                            if n == 0 {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut opts = GateOptions::new(&format!("http://{addr}"), NO_REDIS)
+        .toml("[proxy]\nresponse_timeout_ms = 3000");
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
+    // Warm one pooled connection.
+    let resp = send(gate.addr, with_body(request("GET", gate.addr, "/warm"), ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A slow upload: the head and 10 of 1,000,000 bytes, then nothing.
+    let mut uploader = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    uploader
+        .write_all(
+            format!(
+                "POST /early HTTP/1.1\r\nhost: {}\r\ncontent-length: 1000000\r\n\r\n0123456789",
+                gate.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = [0u8; 128];
+    let n = tokio::time::timeout(Duration::from_secs(2), uploader.read(&mut answer))
+        .await
+        .expect("the early answer is relayed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"));
+
+    // Meanwhile another client is served at once, not after the upload.
+    let started = std::time::Instant::now();
+    let resp = send(gate.addr, with_body(request("GET", gate.addr, "/next"), ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited {:?} behind the upload",
+        started.elapsed()
+    );
+    drop(uploader);
+}

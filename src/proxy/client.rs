@@ -5,7 +5,8 @@
 //! holds HTTP/1.1 connections only and skips what a general-purpose client
 //! pays on every request (pool keys, absolute-URI rewriting, a spawned task
 //! per answer). A connection goes back to the idle stack only when its answer
-//! has been read to the end, so a connection taken from the stack is free;
+//! has been read to the end and it is ready for the next request, so a
+//! connection taken from the stack is free and a request never waits on one;
 //! the most recently used one is taken first (warm, least likely to have hit
 //! the upstream's keep-alive timer). Idle connections close after
 //! `proxy.pool_idle_timeout` (default 4 s, below Node's 5 s keep-alive).
@@ -133,7 +134,7 @@ impl UpstreamClient {
         mut req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         loop {
-            let (mut sender, reused) = match self.checkout().await {
+            let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
                 // Boxed: dialling (DNS, TLS) is rare and its future is large.
                 None => (Box::pin(self.connect()).await?, false),
@@ -155,22 +156,21 @@ impl UpstreamClient {
         }
     }
 
-    /// A ready idle connection, most recently used first.
-    async fn checkout(&self) -> Option<SendRequest<Body>> {
-        loop {
-            let idle = self.lock_idle().pop()?;
-            if idle.since.elapsed() >= self.inner.idle_timeout {
+    /// A ready idle connection, most recently used first. Never waits: one
+    /// that is not ready now (closed by the upstream meanwhile) is dropped.
+    fn checkout(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self.lock_idle();
+        while let Some(candidate) = idle.pop() {
+            if candidate.since.elapsed() >= self.inner.idle_timeout {
                 // The newest is too old: so is every other one.
-                self.lock_idle().clear();
+                idle.clear();
                 return None;
             }
-            let mut sender = idle.sender;
-            // Back only after its answer ended: ready at once, or as soon as
-            // its connection task has noticed that.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            if candidate.sender.is_ready() {
+                return Some(candidate.sender);
             }
         }
+        None
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
@@ -259,7 +259,11 @@ impl Drop for UpstreamBody {
         let Some(lease) = self.lease.take() else {
             return;
         };
-        if !self.body.is_end_stream() || lease.sender.is_closed() {
+        // Only a connection ready for the next request goes back. One that is
+        // not (the upstream answered before reading the whole request body,
+        // which is still being sent) would make the next request wait behind
+        // that upload: it closes instead.
+        if !self.body.is_end_stream() || !lease.sender.is_ready() {
             return;
         }
         if let Some(pool) = lease.pool.upgrade() {
