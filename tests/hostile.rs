@@ -485,8 +485,10 @@ async fn connections_beyond_the_limit_get_503_and_the_gate_recovers() {
     assert_eq!(refused, 30);
     assert_eq!(upstream_saw(&w, "/flood"), 0);
     drop(held);
-    // Permits come back as the held connections close.
+    // Permits come back as the held connections close; until the gate has
+    // noticed, a new connection is still refused (and counted).
     let deadline = Instant::now() + Duration::from_secs(3);
+    let mut refused_after = 0;
     let answer = loop {
         let (answer, _) = raw_exchange_closed(
             w.gate.addr,
@@ -497,15 +499,20 @@ async fn connections_beyond_the_limit_get_503_and_the_gate_recovers() {
         if answer.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
             break answer;
         }
+        if answer.starts_with("HTTP/1.1 503") {
+            refused_after += 1;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status(&answer), "HTTP/1.1 200 OK");
     let metrics = w.gate.metrics().await;
+    let counted = format!(" {}", 30 + refused_after);
     assert!(
         metrics
             .lines()
-            .any(|l| l.contains("refused_connections") && l.ends_with(" 30")),
-        "refusals are counted: {metrics}"
+            .any(|l| l.contains("refused_connections") && l.ends_with(&counted)),
+        "refusals are counted ({}): {metrics}",
+        30 + refused_after
     );
 }
 
