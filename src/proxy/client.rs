@@ -30,6 +30,10 @@ use crate::config::{ProxyConfig, Upstream};
 /// Idle connections kept at most; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
 
+/// How long a finished answer's connection may take to become ready for the
+/// next request before it is closed instead of pooled.
+const READY_GRACE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("proxy.ca_file: {0}")]
@@ -259,18 +263,37 @@ impl Drop for UpstreamBody {
         let Some(lease) = self.lease.take() else {
             return;
         };
-        // Only a connection ready for the next request goes back. One that is
-        // not (the upstream answered before reading the whole request body,
-        // which is still being sent) would make the next request wait behind
-        // that upload: it closes instead.
-        if !self.body.is_end_stream() || !lease.sender.is_ready() {
+        if !self.body.is_end_stream() {
             return;
         }
-        if let Some(pool) = lease.pool.upgrade() {
+        if lease.sender.is_ready() {
+            lease.put_back();
+            return;
+        }
+        // Only a connection ready for the next request goes back, so no
+        // request ever waits on one. Not ready yet: its connection task is a
+        // step behind (running on another worker), or the upstream answered
+        // before reading the whole request body, which is still being sent.
+        // Wait briefly off the request path; still busy after that, it closes.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut lease = lease;
+            if let Ok(Ok(())) = tokio::time::timeout(READY_GRACE, lease.sender.ready()).await {
+                lease.put_back();
+            }
+        });
+    }
+}
+
+impl Lease {
+    fn put_back(self) {
+        if let Some(pool) = self.pool.upgrade() {
             let mut idle = lock(&pool.idle);
             if idle.len() < MAX_IDLE {
                 idle.push(Idle {
-                    sender: lease.sender,
+                    sender: self.sender,
                     since: Instant::now(),
                 });
             }
