@@ -759,6 +759,8 @@ async fn timed_logins(
             br#"{"user":"a","password":"b"}"#,
         )))
         .unwrap();
+    // The client's own connection task must be ready for the next request.
+    sender.ready().await.expect("connection still open");
     let started = Instant::now();
     let resp = sender.send_request(req).await.expect("login");
     assert_eq!(resp.status(), 200);

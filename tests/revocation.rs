@@ -157,6 +157,8 @@ async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
                 .header("X-Auth-Token", "kept-alive-token"),
             "",
         );
+        // The client's own connection task must be ready for the next request.
+        sender.ready().await.expect("same connection still open");
         let resp = sender.send_request(req).await.expect("same connection");
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
