@@ -180,10 +180,7 @@ impl Gate {
             return refusal.into_response();
         }
         req.headers_mut().remove(header::ACCEPT_ENCODING);
-        let upstream_req = match self.prepare(req, &conn, false) {
-            Ok(r) => r,
-            Err(e) => return e.into_response(),
-        };
+        let upstream_req = self.prepare(req, &conn, false);
         let response = match self.send(upstream_req).await {
             Ok(response) => response,
             Err(e) => return e.into_response(),
@@ -209,10 +206,7 @@ impl Gate {
         if let Err(refusal) = self.enforce(&mut req, &conn) {
             return refusal.into_response();
         }
-        let upstream_req = match self.prepare(req, &conn, false) {
-            Ok(r) => r,
-            Err(e) => return e.into_response(),
-        };
+        let upstream_req = self.prepare(req, &conn, false);
         let response = match self.send(upstream_req).await {
             Ok(response) => response,
             Err(e) => return e.into_response(),
@@ -276,10 +270,7 @@ impl Gate {
             let cookie_token = cookie_token(req.headers());
             return Box::pin(self.forward_websocket(req, conn, cookie_token)).await;
         }
-        let upstream_req = match self.prepare(req, &conn, false) {
-            Ok(r) => r,
-            Err(e) => return e.into_response(),
-        };
+        let upstream_req = self.prepare(req, &conn, false);
         match self.send(upstream_req).await {
             Ok(response) => relay(response, false),
             Err(e) => e.into_response(),
@@ -288,12 +279,7 @@ impl Gate {
 
     /// Turn the client's request head into the upstream's: absolute URI,
     /// hop-by-hop removed, X-Forwarded-*, Host kept (set from :authority for HTTP/2).
-    fn prepare_head(
-        &self,
-        parts: &mut http::request::Parts,
-        conn: &ConnInfo,
-        websocket: bool,
-    ) -> Result<(), ProxyError> {
+    fn prepare_head(&self, parts: &mut http::request::Parts, conn: &ConnInfo, websocket: bool) {
         let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -331,18 +317,12 @@ impl Gate {
             host.unwrap_or_else(|| self.upstream_host.clone()),
         );
         parts.version = Version::HTTP_11;
-        Ok(())
     }
 
-    fn prepare(
-        &self,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-        websocket: bool,
-    ) -> Result<Request<Body>, ProxyError> {
+    fn prepare(&self, req: Request<Incoming>, conn: &ConnInfo, websocket: bool) -> Request<Body> {
         let (mut parts, body) = req.into_parts();
-        self.prepare_head(&mut parts, conn, websocket)?;
-        Ok(Request::from_parts(parts, boxed(body)))
+        self.prepare_head(&mut parts, conn, websocket);
+        Request::from_parts(parts, boxed(body))
     }
 
     async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, ProxyError> {
@@ -394,10 +374,7 @@ impl Gate {
                 .ddp_hook(crate::capture::ClientFacts::of(req.headers(), &conn)),
         );
         let client_upgrade = hyper::upgrade::on(&mut req);
-        let upstream_req = match self.prepare(req, &conn, true) {
-            Ok(r) => r,
-            Err(e) => return e.into_response(),
-        };
+        let upstream_req = self.prepare(req, &conn, true);
         let mut response = match self.send(upstream_req).await {
             Ok(r) => r,
             Err(e) => return e.into_response(),
@@ -473,9 +450,7 @@ impl Gate {
             return json_response(StatusCode::FORBIDDEN, crate::api::error::METEOR_LOGGED_OUT);
         }
         let mut parts = parts;
-        if let Err(e) = self.prepare_head(&mut parts, &conn, false) {
-            return e.into_response();
-        }
+        self.prepare_head(&mut parts, &conn, false);
         // The body is now whole: send it with a Content-Length.
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts
