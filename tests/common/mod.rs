@@ -46,6 +46,10 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+fn local_free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sessiongate"))
 }
@@ -92,15 +96,26 @@ pub struct Gate {
 impl Gate {
     pub async fn start(opts: GateOptions) -> Gate {
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut gate = Gate {
             child: None,
-            addr,
-            admin,
+            addr: local_free_addr(),
+            admin: local_free_addr(),
             dir,
             opts,
         };
+        // A port released by free_port can be taken again (by another test's
+        // process, or as some connection's source port) before the gate binds
+        // it: pick fresh ports and try again.
+        for _ in 0..3 {
+            match gate.try_spawn().await {
+                Err(log) if log.contains("Address already in use") => {
+                    gate.addr = local_free_addr();
+                    gate.admin = local_free_addr();
+                }
+                Err(log) => panic!("sessiongate exited early: {log}"),
+                Ok(()) => return gate,
+            }
+        }
         gate.spawn().await;
         gate
     }
@@ -128,6 +143,13 @@ impl Gate {
     }
 
     async fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn().await {
+            panic!("sessiongate exited early: {log}");
+        }
+    }
+
+    /// Start the process and wait until it answers; `Err(log)` if it exited.
+    async fn try_spawn(&mut self) -> Result<(), String> {
         self.write_config();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -155,14 +177,14 @@ impl Gate {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok((200, _)) = admin_get(self.admin, path).await {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("sessiongate exited early with {status}: {}", self.log());
+                return Err(format!("exit {status}: {}", self.log()));
             }
             assert!(
                 Instant::now() < deadline,
