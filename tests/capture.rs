@@ -25,6 +25,7 @@ const CHROME_DEVICE: &str = r#"{"type":"browser","name":"Chrome","longVersion":"
 const MOBILE_DEVICE: &str = r#"{"type":"mobile-app","name":"Rocket.Chat","longVersion":"4.46.0","os":{"name":"ios","version":"17.1"},"version":"4.46.0"}"#;
 
 const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
+use common::upstream::UPSTREAM_UNAUTHORIZED;
 const FORBIDDEN: &str = r#"{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}"#;
 const NOT_CONFIGURED: &str = r#"{"success":false,"error":"Two-factor authentication is not configured for this user [totp-not-configured]","errorType":"totp-not-configured"}"#;
 const TOTP_REQUIRED: &str = r#"{"success":false,"error":"TOTP Required [totp-required]","errorType":"totp-required","details":{"method":"totp","codeGenerated":false,"availableMethods":["totp"]}}"#;
@@ -179,7 +180,7 @@ async fn login_through_the_gate_can_be_logged_out_by_an_admin_without_any_import
     let (status, _) = call(
         &w.gate,
         "GET",
-        "/api/v1/rooms.get",
+        "/api/v1/subscriptions.get",
         Some(("victim", "victim-token")),
         None,
         "",
@@ -206,13 +207,14 @@ async fn login_through_the_gate_can_be_logged_out_by_an_admin_without_any_import
     let (status, body) = call(
         &w.gate,
         "GET",
-        "/api/v1/rooms.get",
+        "/api/v1/subscriptions.get",
         Some(("victim", "victim-token")),
         None,
         "",
     )
     .await;
-    assert_eq!((status, body.as_str()), (401, UNAUTHORIZED));
+    // Forwarded without the revoked token: the server's own 401 (SPEC §11).
+    assert_eq!((status, body.as_str()), (401, UPSTREAM_UNAUTHORIZED));
     assert_eq!(sessions(&w.gate, "victim")[0]["logoutBy"], "admin1");
     assert!(
         w.gate
@@ -253,13 +255,13 @@ async fn user_logout_accepted_upstream_logs_the_session_out_here() {
     let (status, body) = call(
         &w.gate,
         "GET",
-        "/api/v1/rooms.get",
+        "/api/v1/subscriptions.get",
         Some(("u1", "tok-1")),
         None,
         "",
     )
     .await;
-    assert_eq!((status, body.as_str()), (401, UNAUTHORIZED));
+    assert_eq!((status, body.as_str()), (401, UPSTREAM_UNAUTHORIZED));
 }
 
 #[tokio::test]
@@ -626,8 +628,13 @@ async fn device_endpoints_answer_with_rocket_chat_shapes() {
     .await;
     assert_eq!((status, body), (200, ok_body(&firefox_id)));
     assert_eq!(
-        get("/api/v1/things".into(), Some(("victim", "vt-1")), None).await,
-        (401, UNAUTHORIZED.to_string())
+        get(
+            "/api/v1/subscriptions.get".into(),
+            Some(("victim", "vt-1")),
+            None
+        )
+        .await,
+        (401, UPSTREAM_UNAUTHORIZED.to_string())
     );
     assert_eq!(
         get("/api/v1/sessions/list".into(), me, None).await,

@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
+use common::upstream::UPSTREAM_UNAUTHORIZED;
 
 fn cli(gate: &Gate, args: &[&str]) -> String {
     let out = Command::new(bin())
@@ -44,9 +44,12 @@ fn add_session(gate: &Gate, user: &str, token: &str) -> String {
     .to_string()
 }
 
+/// An authenticated endpoint: 200 while the token is live; once it is
+/// revoked the gate forwards the request without it, and the server answers
+/// with its own 401 (SPEC §11).
 async fn get_with_token(gate: &Gate, token: &str) -> (u16, String) {
     let req = with_body(
-        request("GET", gate.addr, "/api/v1/channels.list")
+        request("GET", gate.addr, "/api/v1/subscriptions.get")
             .header("X-User-Id", "u1")
             .header("X-Auth-Token", token),
         "",
@@ -68,6 +71,15 @@ async fn get_with_cookie(gate: &Gate, cookie: &str) -> u16 {
         .expect("gate answers")
         .status()
         .as_u16()
+}
+
+/// Did any request the upstream received carry `token` in a header?
+fn upstream_saw_token(upstream: &FakeUpstream, token: &str) -> bool {
+    upstream.seen().iter().any(|s| {
+        s.headers
+            .values()
+            .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(token))
+    })
 }
 
 /// Poll until the token is refused; returns how long it took.
@@ -100,7 +112,7 @@ async fn logout_on_one_replica_is_enforced_by_the_other_within_milliseconds() {
         delays.push(delay);
         assert_eq!(
             get_with_token(&a, &token).await,
-            (401, UNAUTHORIZED.to_string())
+            (401, UPSTREAM_UNAUTHORIZED.to_string())
         );
     }
     delays.sort();
@@ -109,14 +121,21 @@ async fn logout_on_one_replica_is_enforced_by_the_other_within_milliseconds() {
         delays[delays.len() / 2],
         delays[delays.len() - 1]
     );
-    // Once refused, revoked tokens never reach the upstream again.
+    // Once refused, revoked tokens never reach the upstream again: the
+    // requests go on, anonymous.
     let before = upstream.seen().len();
     for i in 0..20 {
         let token = format!("replica-token-{i}");
         assert_eq!(get_with_token(&a, &token).await.0, 401);
         assert_eq!(get_with_token(&b, &token).await.0, 401);
     }
-    assert_eq!(upstream.seen().len(), before);
+    let after: Vec<_> = upstream.seen().into_iter().skip(before).collect();
+    assert_eq!(after.len(), 40);
+    assert!(
+        after.iter().all(
+            |s| !s.headers.contains_key("x-auth-token") && !s.headers.contains_key("x-user-id")
+        )
+    );
     let metrics = b.metrics().await;
     assert!(
         metrics.contains("sessiongate_revoked_tokens 20"),
@@ -127,7 +146,7 @@ async fn logout_on_one_replica_is_enforced_by_the_other_within_milliseconds() {
 
 /// A keep-alive connection that keeps sending a live token is checked quickly
 /// (the connection remembers the clean verdict), yet the request after that
-/// token's revocation, on the same connection, is refused.
+/// token's revocation, on the same connection, goes upstream without it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
     use http_body_util::BodyExt;
@@ -152,7 +171,7 @@ async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
     tokio::spawn(conn);
     let mut get = async || {
         let req = with_body(
-            request("GET", gate.addr, "/api/v1/me.keepalive")
+            request("GET", gate.addr, "/api/v1/subscriptions.get")
                 .header("X-User-Id", "u1")
                 .header("X-Auth-Token", "kept-alive-token"),
             "",
@@ -164,26 +183,128 @@ async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).to_string())
     };
+    let before = upstream.seen_path("/api/v1/subscriptions.get").len();
     for _ in 0..3 {
         assert_eq!(get().await.0, 200);
     }
-    let forwarded = upstream.seen_path("/api/v1/me.keepalive").len();
-    assert_eq!(forwarded, 3);
+    let forwarded = upstream.seen_path("/api/v1/subscriptions.get").len();
+    assert_eq!(forwarded, before + 3);
     cli(&gate, &["session", "revoke", &id]);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let (status, body) = get().await;
         if status == 401 {
-            assert_eq!(body, UNAUTHORIZED);
+            assert_eq!(body, UPSTREAM_UNAUTHORIZED);
             break;
         }
         assert_eq!(status, 200);
         assert!(Instant::now() < deadline, "still forwarded after 2 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let after = upstream.seen_path("/api/v1/me.keepalive").len();
     assert_eq!(get().await.0, 401);
-    assert_eq!(upstream.seen_path("/api/v1/me.keepalive").len(), after);
+    let last = upstream.seen_path("/api/v1/subscriptions.get");
+    let last = last.last().unwrap();
+    assert!(!last.headers.contains_key("x-auth-token"));
+    assert!(!last.headers.contains_key("x-user-id"));
+}
+
+/// SPEC §11: a revoked `X-Auth-Token` is forwarded anonymously, so public
+/// endpoints keep working and authenticated ones get the server's own 401,
+/// whatever its version says; the token never reaches the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_header_token_is_forwarded_anonymously_and_answered_by_the_server() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&gate, "u1", "header-dead-token");
+    add_session(&gate, "u2", "header-live-token");
+    cli(&gate, &["session", "revoke", &id]);
+    assert!(
+        refused_within(&gate, "header-dead-token", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+
+    // A public endpoint answers the now-anonymous request as usual.
+    let req = with_body(
+        request("GET", gate.addr, "/api/info")
+            .header("X-User-Id", "u1")
+            .header("X-Auth-Token", "header-dead-token")
+            .header("X-Other", "kept"),
+        "",
+    );
+    let resp = send(gate.addr, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.body()[..], br#"{"version":"7.5.0","success":true}"#);
+    let seen = upstream.seen_path("/api/info");
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].headers.contains_key("x-auth-token"));
+    assert!(!seen[0].headers.contains_key("x-user-id"));
+    assert_eq!(seen[0].headers["x-other"], "kept");
+
+    // An authenticated one: the server's own 401, not the gate's.
+    assert_eq!(
+        get_with_token(&gate, "header-dead-token").await,
+        (401, UPSTREAM_UNAUTHORIZED.to_string())
+    );
+    // A live token on the same gate is untouched.
+    assert_eq!(get_with_token(&gate, "header-live-token").await.0, 200);
+    assert!(!upstream_saw_token(&upstream, "header-dead-token"));
+    let metrics = gate.metrics().await;
+    assert!(
+        metrics.contains(r#"sessiongate_revoked_token_requests_total{kind="header"}"#),
+        "{metrics}"
+    );
+}
+
+/// SPEC §12: Rocket.Chat's file, avatar and export routes read
+/// `?rc_uid=…&rc_token=…` before cookies: a revoked one is removed with its
+/// `rc_uid`, every other parameter stays byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_query_token_is_removed_and_the_rest_of_the_query_kept() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&gate, "u1", "query-dead-token");
+    add_session(&gate, "u1", "query-live-token");
+    cli(&gate, &["session", "revoke", &id]);
+    assert!(
+        refused_within(&gate, "query-dead-token", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    for (target, forwarded) in [
+        (
+            "/file-upload/abc/photo.png?rc_uid=u1&rc_token=query-dead-token&download=%41+b",
+            "/file-upload/abc/photo.png?download=%41+b",
+        ),
+        (
+            "/avatar/bob?rc_token=query-dead-token&rc_uid=u1",
+            "/avatar/bob",
+        ),
+        (
+            "/file-upload/x/y?size=2&rc%5Ftoken=query%2Ddead%2Dtoken&RC_UID=u1&z",
+            "/file-upload/x/y?size=2&z",
+        ),
+        (
+            "/file-upload/abc/photo.png?rc_uid=u1&rc_token=query-live-token",
+            "/file-upload/abc/photo.png?rc_uid=u1&rc_token=query-live-token",
+        ),
+    ] {
+        let resp = send(gate.addr, with_body(request("GET", gate.addr, target), ""))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{target}");
+        let seen = upstream.seen();
+        assert_eq!(seen.last().unwrap().uri, forwarded, "{target}");
+    }
+    assert!(!upstream.ever_saw("query-dead-token"));
+    assert!(!upstream.ever_saw("query%2Ddead"));
+    let metrics = gate.metrics().await;
+    assert!(
+        metrics.contains(r#"sessiongate_revoked_token_requests_total{kind="query"} 3"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,7 +438,7 @@ async fn a_restarted_gate_still_refuses_revoked_tokens_before_it_is_ready() {
     gate.restart().await; // waits for /readyz
     assert_eq!(
         get_with_token(&gate, "revoked-then-restart").await,
-        (401, UNAUTHORIZED.to_string())
+        (401, UPSTREAM_UNAUTHORIZED.to_string())
     );
 }
 
@@ -374,6 +495,7 @@ async fn websockets_of_a_revoked_session_close_with_1008_and_others_stay_open() 
     let by_cookie_id = add_session(&gate, "u1", "ws-cookie-token");
     let by_resume_id = add_session(&gate, "u2", "ws-resume-token");
     add_session(&gate, "u3", "ws-unrelated-token");
+    upstream.hold_ddp_token("u2", "ws-resume-token");
 
     let (mut by_cookie, _) = tokio_tungstenite::connect_async(ws_request(
         &gate,
@@ -391,8 +513,14 @@ async fn websockets_of_a_revoked_session_close_with_1008_and_others_stay_open() 
     by_resume.send(Message::Text(login.into())).await.unwrap();
     assert_eq!(
         next_text(&mut by_resume).await,
-        Some(Message::Text(login.into())),
-        "echoed by the upstream"
+        Some(Message::Text(
+            r#"{"msg":"result","id":"1","result":{"id":"u2","token":"ws-resume-token","tokenExpires":{"$date":4102444800000},"type":"resume"}}"#.into()
+        )),
+        "the server's own answer"
+    );
+    assert_eq!(
+        next_text(&mut by_resume).await,
+        Some(Message::Text(r#"{"msg":"updated","methods":["1"]}"#.into()))
     );
     let (mut unrelated, _) = tokio_tungstenite::connect_async(ws_request(
         &gate,
@@ -401,6 +529,10 @@ async fn websockets_of_a_revoked_session_close_with_1008_and_others_stay_open() 
     ))
     .await
     .unwrap();
+    assert_eq!(
+        next_text(&mut unrelated).await,
+        Some(Message::Text("o".into()))
+    );
 
     let start = Instant::now();
     cli(&gate, &["session", "revoke", &by_cookie_id]);
@@ -440,69 +572,194 @@ async fn websockets_of_a_revoked_session_close_with_1008_and_others_stay_open() 
     assert!(counted, "{}", gate.metrics().await);
 }
 
+/// SPEC §11: a resume login with a revoked token reaches the server with a
+/// decoy token of the same length, so the server answers it in its own
+/// words, `result` then `updated`, on every transport (plain websocket,
+/// SockJS websocket, SockJS xhr polling); the socket stays open and a later
+/// login on it works; the revoked token never reaches the server.
 #[tokio::test(flavor = "multi_thread")]
-async fn revoked_resume_login_is_answered_by_the_gate_and_never_forwarded() {
+async fn revoked_resume_login_is_answered_by_the_server_and_completes() {
     let redis = RedisServer::start();
     let upstream = FakeUpstream::start().await;
     let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
     let id = add_session(&gate, "u1", "dead-resume-token");
+    add_session(&gate, "u1", "fresh-resume-token");
+    // The legacy server still holds both tokens: only the gate knows better.
+    upstream.hold_ddp_token("u1", "dead-resume-token");
+    upstream.hold_ddp_token("u1", "fresh-resume-token");
     cli(&gate, &["session", "revoke", &id]);
     assert!(
         refused_within(&gate, "dead-resume-token", Duration::from_secs(2))
             .await
             .is_some()
     );
-    let expected = r#"{"msg":"result","id":"7","error":{"isClientSafe":true,"error":403,"reason":"You've been logged out by the server. Please log in again.","message":"You've been logged out by the server. Please log in again. [403]","errorType":"Meteor.Error"}}"#;
+    let login = |call: &str, token: &str| {
+        format!(
+            r#"{{"msg":"method","method":"login","id":"{call}","params":[{{"resume":"{token}"}}]}}"#
+        )
+    };
+    let refused = |call: &str| {
+        format!(
+            r#"{{"msg":"result","id":"{call}","error":{}}}"#,
+            common::meteor::LOGGED_OUT_ERROR
+        )
+    };
+    let granted = |call: &str| {
+        format!(
+            r#"{{"msg":"result","id":"{call}","result":{{"id":"u1","token":"fresh-resume-token","tokenExpires":{{"$date":4102444800000}},"type":"resume"}}}}"#
+        )
+    };
+    let updated = |call: &str| format!(r#"{{"msg":"updated","methods":["{call}"]}}"#);
 
-    // Plain DDP.
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(&gate, "/websocket", None))
-        .await
-        .unwrap();
-    ws.send(Message::Text(
-        r#"{"msg":"method","method":"login","id":"7","params":[{"resume":"dead-resume-token"}]}"#
-            .into(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(
-        next_text(&mut ws).await,
-        Some(Message::Text(expected.into()))
-    );
-    // The socket stays open for a fresh login.
-    ws.send(Message::Text("after".into())).await.unwrap();
-    assert_eq!(
-        next_text(&mut ws).await,
-        Some(Message::Text("after".into()))
-    );
+    // Plain DDP, on `/websocket` and on sockjs-node's raw `/sockjs/websocket`.
+    for path in ["/websocket", "/sockjs/websocket", "/SOCKJS/websocket/"] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(&gate, path, None))
+            .await
+            .unwrap();
+        ws.send(Message::Text(login("7", "dead-resume-token").into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_text(&mut ws).await,
+            Some(Message::Text(refused("7").into())),
+            "{path}"
+        );
+        assert_eq!(
+            next_text(&mut ws).await,
+            Some(Message::Text(updated("7").into())),
+            "{path}"
+        );
+        // The socket stays open for a fresh login, which the server grants.
+        ws.send(Message::Text(login("8", "fresh-resume-token").into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_text(&mut ws).await,
+            Some(Message::Text(granted("8").into())),
+            "{path}"
+        );
+        assert_eq!(
+            next_text(&mut ws).await,
+            Some(Message::Text(updated("8").into())),
+            "{path}"
+        );
+    }
 
-    // SockJS-framed.
+    // SockJS-framed websocket.
     let (mut sj, _) =
         tokio_tungstenite::connect_async(ws_request(&gate, "/sockjs/123/abcdefgh/websocket", None))
             .await
             .unwrap();
-    let framed = serde_json::to_string(&vec![
-        r#"{"msg":"method","method":"login","id":"7","params":[{"resume":"dead-resume-token"}]}"#,
-    ])
-    .unwrap();
+    assert_eq!(next_text(&mut sj).await, Some(Message::Text("o".into())));
+    let framed = serde_json::to_string(&vec![login("7", "dead-resume-token")]).unwrap();
     sj.send(Message::Text(framed.into())).await.unwrap();
-    let want = format!("a{}", serde_json::to_string(&vec![expected]).unwrap());
+    let want = format!(
+        "a{}",
+        serde_json::to_string(&vec![refused("7"), updated("7")]).unwrap()
+    );
+    assert_eq!(next_text(&mut sj).await, Some(Message::Text(want.into())));
+    let framed = serde_json::to_string(&vec![login("8", "fresh-resume-token")]).unwrap();
+    sj.send(Message::Text(framed.into())).await.unwrap();
+    let want = format!(
+        "a{}",
+        serde_json::to_string(&vec![granted("8"), updated("8")]).unwrap()
+    );
     assert_eq!(next_text(&mut sj).await, Some(Message::Text(want.into())));
 
-    // SockJS over xhr_send.
+    // SockJS over xhr polling: the send is accepted (204) as always, and the
+    // server's answer arrives on the session's poll.
+    let poll = async || {
+        let req = with_body(request("POST", gate.addr, "/sockjs/123/xhrsess/xhr"), "");
+        let resp = send(gate.addr, req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        String::from_utf8_lossy(resp.body()).to_string()
+    };
+    assert_eq!(poll().await, "o\n");
     let req = with_body(
-        request("POST", gate.addr, "/sockjs/123/abcdefgh/xhr_send")
+        request("POST", gate.addr, "/sockjs/123/xhrsess/xhr_send")
             .header("content-type", "text/plain"),
-        r#"["{\"msg\":\"method\",\"method\":\"login\",\"id\":\"8\",\"params\":[{\"resume\":\"dead-resume-token\"}]}"]"#,
+        serde_json::to_string(&vec![login("9", "dead-resume-token")]).unwrap(),
     );
     let resp = send(gate.addr, req).await.unwrap();
-    assert_eq!(resp.status(), 403);
-    assert!(upstream.seen_path("xhr_send").is_empty());
-    assert!(
-        upstream
-            .ws_messages()
-            .iter()
-            .all(|m| !m.contains("dead-resume-token")),
-        "{:?}",
-        upstream.ws_messages()
+    assert_eq!(resp.status(), 204);
+    let want = format!(
+        "a{}\n",
+        serde_json::to_string(&vec![refused("9"), updated("9")]).unwrap()
     );
+    assert_eq!(poll().await, want);
+    assert_eq!(upstream.seen_path("xhr_send").len(), 1);
+
+    // The revoked token never reached the server; decoys of its length did.
+    assert!(!upstream.ever_saw("dead-resume-token"));
+    let decoy_logins = upstream
+        .ddp_received()
+        .iter()
+        .filter(|m| m.contains(r#""resume":""#) && !m.contains("fresh-resume-token"))
+        .count();
+    assert_eq!(decoy_logins, 5);
+    let metrics = gate.metrics().await;
+    assert!(
+        metrics.contains(r#"sessiongate_revoked_token_requests_total{kind="ddp"} 4"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sessiongate_revoked_token_requests_total{kind="sockjs"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Rocket.Chat's REST login also resumes a token (`{"resume": token}`, also
+/// form-encoded): a revoked one goes upstream as a decoy, so the server
+/// refuses it itself and never sees the revoked token.
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_login_resuming_a_revoked_token_reaches_the_server_as_a_decoy() {
+    let redis = RedisServer::start();
+    let upstream = FakeUpstream::start().await;
+    let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
+    let id = add_session(&gate, "u1", "rest-dead-token");
+    cli(&gate, &["session", "revoke", &id]);
+    assert!(
+        refused_within(&gate, "rest-dead-token", Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    for (content_type, body) in [
+        ("application/json", r#"{"resume":"rest-dead-token"}"#),
+        (
+            "application/x-www-form-urlencoded",
+            "resume=rest-dead-token",
+        ),
+        (
+            "application/json",
+            r#"{"totp":{"login":{"resume":"rest-dead-token"},"code":"123456"}}"#,
+        ),
+    ] {
+        let before = upstream.seen_path("/api/v1/login").len();
+        let req = with_body(
+            request("POST", gate.addr, "/api/v1/login").header("content-type", content_type),
+            body,
+        );
+        send(gate.addr, req).await.expect("gate answers");
+        let seen = upstream.seen_path("/api/v1/login");
+        assert_eq!(seen.len(), before + 1, "{body}");
+        let forwarded = String::from_utf8_lossy(&seen[before].body).to_string();
+        assert_eq!(forwarded.len(), body.len(), "{forwarded}");
+        assert!(!forwarded.contains("rest-dead-token"), "{forwarded}");
+        assert_eq!(
+            seen[before].headers["content-length"],
+            body.len().to_string().as_str()
+        );
+    }
+    // A live or absent resume token is forwarded untouched.
+    let body = r#"{"user":"bob","password":"pw"}"#;
+    let req = with_body(
+        request("POST", gate.addr, "/api/v1/login").header("content-type", "application/json"),
+        body,
+    );
+    send(gate.addr, req).await.expect("gate answers");
+    assert_eq!(
+        upstream.seen_path("/api/v1/login").last().unwrap().body,
+        body.as_bytes()
+    );
+    assert!(!upstream.ever_saw("rest-dead-token"));
 }

@@ -117,10 +117,6 @@ impl ApiError {
     }
 }
 
-/// Meteor's error object for an expired or revoked resume token (SPEC §3).
-/// The gate answers SockJS `xhr_send` logins with it (403).
-pub const METEOR_LOGGED_OUT: &str = r#"{"isClientSafe":true,"error":403,"reason":"You've been logged out by the server. Please log in again.","message":"You've been logged out by the server. Please log in again. [403]","errorType":"Meteor.Error"}"#;
-
 /// Row 7: `{"sessionId":"…","success":true}`.
 pub fn logout_success(session_id: &str) -> Response<Body> {
     json_response(

@@ -47,6 +47,20 @@ pub fn meteor_id() -> String {
         .collect()
 }
 
+/// Meteor's `Random.secret()` alphabet: the characters of a real login token.
+const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A random token of `len` characters that no server has issued, sent
+/// upstream in place of a revoked one (SPEC §11): the server then answers an
+/// unknown token in its own words, and the revoked one never reaches it.
+pub fn decoy_token(len: usize) -> String {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..len.max(1))
+        .map(|_| char::from(TOKEN_ALPHABET[rng.random_range(0..TOKEN_ALPHABET.len())]))
+        .collect()
+}
+
 /// Role → permission lookup from the `[permissions]` config table
 /// (permission name → roles holding it).
 #[derive(Clone, Debug, Default)]

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod error;
 pub mod headers;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Metrics;
-use crate::api::error::{ApiError, json_response};
+use crate::api::error::ApiError;
 use crate::api::{DevicesApi, LogoutApi};
 use crate::auth::hash_token;
 use crate::body::{Body, boxed, full};
@@ -176,11 +177,14 @@ impl Gate {
     /// hundred bytes of JSON, once per login.
     async fn forward_login(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let client = ClientFacts::of(req.headers(), &conn);
-        if let Err(refusal) = self.enforce(&mut req, &conn) {
-            return refusal.into_response();
-        }
+        self.enforce(&mut req, &conn);
         req.headers_mut().remove(header::ACCEPT_ENCODING);
-        let upstream_req = self.prepare(req, &conn, false);
+        // A REST login may resume a token (`{"resume": token}`): a revoked
+        // one goes upstream as a decoy, so the server refuses it itself.
+        let upstream_req = match self.prepare_inspected(req, &conn, "rest").await {
+            Ok(prepared) => prepared,
+            Err(refusal) => return refusal,
+        };
         let response = match self.send(upstream_req).await {
             Ok(response) => response,
             Err(e) => return e.into_response(),
@@ -203,9 +207,7 @@ impl Gate {
         let credentials = header_str(req.headers(), "x-user-id")
             .zip(header_str(req.headers(), "x-auth-token"))
             .map(|(user, token)| (user.to_string(), zeroize::Zeroizing::new(token.to_string())));
-        if let Err(refusal) = self.enforce(&mut req, &conn) {
-            return refusal.into_response();
-        }
+        self.enforce(&mut req, &conn);
         let upstream_req = self.prepare(req, &conn, false);
         let response = match self.send(upstream_req).await {
             Ok(response) => response,
@@ -219,28 +221,33 @@ impl Gate {
         relay(response, false)
     }
 
-    /// Enforce revocation on the request's token and cookie. `Err` is the
-    /// answer to send instead of forwarding.
-    fn enforce(&self, req: &mut Request<Incoming>, conn: &ConnInfo) -> Result<(), ApiError> {
+    /// Enforce revocation on every place the request carries a login token
+    /// (SPEC §3, §11, §12): a revoked `X-Auth-Token` goes with its
+    /// `X-User-Id`, a revoked `rc_token` cookie with `rc_uid`, a revoked
+    /// `rc_token` query parameter with `rc_uid`. What is left is forwarded,
+    /// so the server answers an anonymous request in its own words (its own
+    /// 401 on authenticated endpoints, public ones keep working) and the
+    /// revoked token never reaches it.
+    fn enforce(&self, req: &mut Request<Incoming>, conn: &ConnInfo) {
         if self.revoked.is_empty() {
-            return Ok(());
+            return;
         }
+        self.enforce_query(req);
         // Read before the check: an entry added meanwhile bumps it, so the
         // next request on this connection checks afresh.
         let generation = self.revoked.generation();
         if conn.clean.is_clean(generation, req.headers()) {
-            return Ok(());
+            return;
         }
         let header_revoked = req.headers().get_all("x-auth-token").iter().any(|v| {
             self.revoked
                 .contains(&crate::auth::hash_token_bytes(v.as_bytes()))
         });
         if header_revoked {
-            self.metrics
-                .revoked_requests
-                .get_or_create(&crate::admin::metrics::KindLabel { kind: "header" })
-                .inc();
-            return Err(ApiError::Unauthorized);
+            self.count_revoked("header");
+            let headers = req.headers_mut();
+            headers.remove("x-auth-token");
+            headers.remove("x-user-id");
         }
         let cookie_revoked = headers::cookie_values(req.headers(), "rc_token")
             .iter()
@@ -248,21 +255,55 @@ impl Gate {
         if cookie_revoked {
             // A browser keeps the cookie after a forced logout; forwarding it as
             // anonymous lets the web client reach its login page (SPEC §3).
-            self.metrics
-                .revoked_requests
-                .get_or_create(&crate::admin::metrics::KindLabel { kind: "cookie" })
-                .inc();
+            self.count_revoked("cookie");
             headers::strip_cookies(req.headers_mut(), &SESSION_COOKIES);
-            return Ok(());
         }
-        conn.clean.remember(generation, req.headers());
-        Ok(())
+        if !header_revoked && !cookie_revoked {
+            conn.clean.remember(generation, req.headers());
+        }
+    }
+
+    /// Remove a revoked `rc_token` query parameter (and `rc_uid`), as
+    /// Rocket.Chat's file, avatar and export routes read them before cookies.
+    fn enforce_query(&self, req: &mut Request<Incoming>) {
+        let Some(query) = req.uri().query().filter(|q| query::may_carry_token(q)) else {
+            return;
+        };
+        let revoked = &self.revoked;
+        let Some(kept) =
+            query::strip_revoked_tokens(query, |token| revoked.contains(&hash_token(token)))
+        else {
+            return;
+        };
+        self.count_revoked("query");
+        let path = req.uri().path();
+        let target = if kept.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{kept}")
+        };
+        let mut parts = req.uri().clone().into_parts();
+        // Removing whole parameters from a valid query leaves a valid one;
+        // should it not, the whole query goes rather than the token.
+        parts.path_and_query = Some(
+            http::uri::PathAndQuery::try_from(target)
+                .or_else(|_| http::uri::PathAndQuery::try_from(path))
+                .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/")),
+        );
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+
+    fn count_revoked(&self, kind: &'static str) {
+        self.metrics
+            .revoked_requests
+            .get_or_create(&crate::admin::metrics::KindLabel { kind })
+            .inc();
     }
 
     async fn forward(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-        if let Err(refusal) = self.enforce(&mut req, &conn) {
-            return refusal.into_response();
-        }
+        self.enforce(&mut req, &conn);
         let websocket =
             req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
         if websocket {
@@ -368,7 +409,6 @@ impl Gate {
         conn: ConnInfo,
         cookie_token: Option<crate::auth::TokenHash>,
     ) -> Response<Body> {
-        let sockjs = req.uri().path().starts_with("/sockjs/");
         let on_login = Some(
             self.capturer
                 .ddp_hook(crate::capture::ClientFacts::of(req.headers(), &conn)),
@@ -387,6 +427,13 @@ impl Gate {
         let metrics = self.metrics.clone();
         let shutdown = self.tunnel_shutdown.clone();
         let max_inspect_bytes = self.max_inspect_bytes;
+        let counter = self.metrics.clone();
+        let on_revoked_login: ws::pump::RevokedLoginHook = Arc::new(move || {
+            counter
+                .revoked_requests
+                .get_or_create(&crate::admin::metrics::KindLabel { kind: "ddp" })
+                .inc();
+        });
         self.tunnels.spawn(async move {
             let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok(pair) => pair,
@@ -397,10 +444,10 @@ impl Gate {
             };
             metrics.websockets_open.inc();
             let cfg = ws::pump::TunnelConfig {
-                sockjs,
                 cookie_token,
                 max_inspect_bytes,
                 on_login,
+                on_revoked_login: Some(on_revoked_login),
             };
             let end = ws::pump::tunnel(
                 TokioIo::new(client),
@@ -419,47 +466,85 @@ impl Gate {
         relay(response, true)
     }
 
-    /// SockJS `xhr_send` carries DDP messages in an HTTP body: a revoked resume
-    /// login hidden there is refused like one on a websocket (SPEC §8). The body
-    /// is small by protocol; it is read up to the inspection bound.
+    /// SockJS `xhr_send` / `jsonp_send` carry DDP messages in an HTTP body:
+    /// a resume login with a revoked token there is forwarded with a decoy
+    /// token (SPEC §11), so the server answers 204 as always and delivers
+    /// its own error, then `updated`, on the session's poll. Refusing the
+    /// send instead would make sockjs-client drop the session and Meteor
+    /// resend the same login forever.
     async fn forward_sockjs_send(
         &self,
         mut req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<Body> {
-        if let Err(refusal) = self.enforce(&mut req, &conn) {
-            return refusal.into_response();
+        self.enforce(&mut req, &conn);
+        match self.prepare_inspected(req, &conn, "sockjs").await {
+            Ok(upstream_req) => match self.send(upstream_req).await {
+                Ok(response) => relay(response, false),
+                Err(e) => e.into_response(),
+            },
+            Err(refusal) => refusal,
         }
-        let (parts, body) = req.into_parts();
+    }
+
+    /// Read a small request body whole (up to the inspection bound), replace
+    /// any revoked resume token in it by a decoy, and prepare the upstream
+    /// request with the body as it now stands. The body is inspected as
+    /// JSON/SockJS text, and also as a form when the client says it is one.
+    async fn prepare_inspected(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        kind: &'static str,
+    ) -> Result<Request<Body>, Response<Body>> {
+        let (mut parts, body) = req.into_parts();
         let limited = http_body_util::Limited::new(body, self.max_inspect_bytes);
         let bytes: Bytes = match limited.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return ApiError::BodyTooLarge.into_response();
+                return Err(ApiError::BodyTooLarge.into_response());
             }
-            Err(_) => return ProxyError::BadRequest.into_response(),
+            Err(_) => return Err(ProxyError::BadRequest.into_response()),
         };
-        let revoked_login = ws::ddp::resume_logins(&bytes, true)
-            .iter()
-            .any(|login| self.revoked.contains(&hash_token(&login.token)));
-        if revoked_login {
-            self.metrics
-                .revoked_requests
-                .get_or_create(&crate::admin::metrics::KindLabel { kind: "sockjs" })
-                .inc();
-            return json_response(StatusCode::FORBIDDEN, crate::api::error::METEOR_LOGGED_OUT);
-        }
-        let mut parts = parts;
-        self.prepare_head(&mut parts, &conn, false);
+        let revoked = &self.revoked;
+        let is_revoked = |token: &str| revoked.contains(&hash_token(token));
+        let form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        let inspected = if form {
+            query::rewrite_form_logins(
+                &String::from_utf8_lossy(&bytes),
+                is_revoked,
+                crate::auth::decoy_token,
+            )
+        } else {
+            ws::ddp::inspect_client_message(&bytes, is_revoked, crate::auth::decoy_token)
+        };
+        let bytes = match inspected.rewritten {
+            Some(rewritten) => {
+                self.count_revoked(kind);
+                tracing::info!(
+                    kind,
+                    replaced = inspected.replaced,
+                    "resume login with a revoked token forwarded with a decoy token"
+                );
+                Bytes::from(rewritten)
+            }
+            None => bytes,
+        };
+        self.prepare_head(&mut parts, conn, false);
         // The body is now whole: send it with a Content-Length.
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        match self.send(Request::from_parts(parts, full(bytes))).await {
-            Ok(response) => relay(response, false),
-            Err(e) => e.into_response(),
-        }
+        Ok(Request::from_parts(parts, full(bytes)))
     }
 }
 

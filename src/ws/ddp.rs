@@ -22,6 +22,7 @@
 //! which finds the same tokens a byte at a time with bounded memory.
 
 use std::fmt;
+use std::ops::Range;
 
 /// A resume token a client presents, with the DDP call id to answer it on.
 #[derive(Clone, PartialEq, Eq)]
@@ -106,6 +107,146 @@ pub fn message_resume_logins(ddp: &str) -> Vec<ResumeLogin> {
         .collect()
 }
 
+/// A client message as the gate forwards it (SPEC §11): the live resume
+/// tokens it presents and, when it carries revoked ones, the text to send
+/// instead, each revoked token replaced by a decoy of the same length so the
+/// server answers an unknown token itself (`result` and `updated`, in its own
+/// words) and the revoked token never reaches it.
+#[derive(Default, PartialEq, Eq)]
+pub struct ClientMessage {
+    /// Non-empty resume tokens that are not revoked, once each.
+    pub live: Vec<String>,
+    /// How many revoked resume tokens were replaced.
+    pub replaced: usize,
+    /// The message to forward instead, when `replaced > 0`.
+    pub rewritten: Option<String>,
+    /// Decoys already placed, so a second reading does not take them for
+    /// live tokens.
+    decoys: Vec<String>,
+}
+
+// Live tokens are credentials: Debug output must never show them.
+impl fmt::Debug for ClientMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientMessage")
+            .field("live", &self.live.len())
+            .field("replaced", &self.replaced)
+            .field("rewritten", &self.rewritten.is_some())
+            .finish()
+    }
+}
+
+/// Inspect one client message under every reading a Meteor server may apply,
+/// whatever the path it arrived on: plain DDP (a JSON object, as on
+/// `/websocket` and sockjs-node's raw `/sockjs/websocket`) and SockJS client
+/// framing (a JSON array of messages or one JSON string, as on
+/// `/sockjs/<server>/<session>/websocket` and `xhr_send`). The two readings
+/// never find the same token: a SockJS reading of an object is
+/// `[object Object]`, and a plain DDP message is an object.
+///
+/// `is_revoked` decides per token; `decoy` makes a replacement of the given
+/// length in characters.
+pub fn inspect_client_message(
+    data: &[u8],
+    is_revoked: impl Fn(&str) -> bool,
+    mut decoy: impl FnMut(usize) -> String,
+) -> ClientMessage {
+    let mut out = ClientMessage::default();
+    let text = String::from_utf8_lossy(data);
+    if !may_carry_resume(&text) {
+        return out;
+    }
+    let mut current: Option<String> = None;
+    // Plain DDP: tokens replaced in place, everything else byte for byte.
+    if let Some(plain) = rewrite_ddp(&text, &is_revoked, &mut decoy, &mut out) {
+        current = Some(plain);
+    }
+    // SockJS framing, on the text as it stands: each message is rewritten
+    // and the frame rebuilt from the messages sockjs-node would deliver.
+    let framed = current.as_deref().unwrap_or(&text);
+    if let Some(messages) = sockjs_client_messages(framed) {
+        let mut changed = false;
+        let messages: Vec<String> = messages
+            .into_iter()
+            .map(
+                |message| match rewrite_ddp(&message, &is_revoked, &mut decoy, &mut out) {
+                    Some(rewritten) => {
+                        changed = true;
+                        rewritten
+                    }
+                    None => message,
+                },
+            )
+            .collect();
+        if changed {
+            current = Some(sockjs_client_frame(&messages));
+        }
+    }
+    out.rewritten = current;
+    out
+}
+
+/// How deep strings inside strings are read as messages: a `jsonp_send`
+/// body (a JSON string holding a SockJS frame whose strings are DDP
+/// messages) needs two levels; one more costs nothing.
+const MAX_NESTING: usize = 3;
+
+/// One DDP message with its revoked resume tokens replaced, also inside
+/// strings that are themselves messages; `None` when it carries none. Live
+/// tokens are added to `out.live`.
+fn rewrite_ddp(
+    ddp: &str,
+    is_revoked: &impl Fn(&str) -> bool,
+    decoy: &mut impl FnMut(usize) -> String,
+    out: &mut ClientMessage,
+) -> Option<String> {
+    rewrite_nested(ddp, is_revoked, decoy, out, MAX_NESTING)
+}
+
+fn rewrite_nested(
+    ddp: &str,
+    is_revoked: &impl Fn(&str) -> bool,
+    decoy: &mut impl FnMut(usize) -> String,
+    out: &mut ClientMessage,
+    depth: usize,
+) -> Option<String> {
+    let (_, found) = resume_spans(ddp, depth > 0)?;
+    let mut rewritten = String::new();
+    let mut copied = 0;
+    for (found, span) in found {
+        let replacement = match found {
+            // Meteor skips the resume handler for an empty token.
+            Found::Resume(token) if token.is_empty() || out.decoys.contains(&token) => continue,
+            Found::Resume(token) if is_revoked(&token) => {
+                out.replaced += 1;
+                let fresh = decoy(token.chars().count());
+                out.decoys.push(fresh.clone());
+                fresh
+            }
+            Found::Resume(token) => {
+                if !out.live.contains(&token) {
+                    out.live.push(token);
+                }
+                continue;
+            }
+            Found::Nested(inner) => {
+                match rewrite_nested(&inner, is_revoked, decoy, out, depth - 1) {
+                    Some(inner) => inner,
+                    None => continue,
+                }
+            }
+        };
+        rewritten.push_str(ddp.get(copied..span.start)?);
+        push_json_string(&mut rewritten, &replacement);
+        copied = span.end;
+    }
+    if copied == 0 {
+        return None;
+    }
+    rewritten.push_str(ddp.get(copied..)?);
+    Some(rewritten)
+}
+
 /// The DDP messages a SockJS client frame delivers, exactly as sockjs-node
 /// hands them to Meteor: it `JSON.parse`s the frame and, when the text starts
 /// with `[`, passes each element on, otherwise the whole value; Meteor then
@@ -140,14 +281,15 @@ pub fn sockjs_client_messages(text: &str) -> Option<Vec<String>> {
 }
 
 /// Tokens the server granted in login results (password or resume logins),
-/// plain or inside a SockJS server frame (`a[…]`). Runs on every server
+/// plain or inside a SockJS server frame (`a[…]`, `m"…"`): the frame's first
+/// byte tells, since a plain DDP message is an object. Runs on every server
 /// message, so anything without the word `token` is skipped before parsing.
-pub fn granted_logins(data: impl AsRef<[u8]>, sockjs: bool) -> Vec<GrantedLogin> {
+pub fn granted_logins(data: impl AsRef<[u8]>) -> Vec<GrantedLogin> {
     let text = String::from_utf8_lossy(data.as_ref());
     if !text.contains("token") {
         return Vec::new();
     }
-    if sockjs {
+    if matches!(text.as_bytes().first(), Some(b'a' | b'm')) {
         sockjs_server_messages(&text)
             .iter()
             .filter_map(|message| granted_login(message))
@@ -155,21 +297,6 @@ pub fn granted_logins(data: impl AsRef<[u8]>, sockjs: bool) -> Vec<GrantedLogin>
     } else {
         granted_login(&text).into_iter().collect()
     }
-}
-
-/// The result Meteor sends for an expired or deleted resume token (SPEC §3:
-/// exact error object and key order), so the client shows its login screen.
-pub fn logged_out_result(call_id: &str) -> String {
-    let mut out = String::with_capacity(300 + call_id.len());
-    out.push_str(r#"{"msg":"result","id":"#);
-    push_json_string(&mut out, call_id);
-    out.push_str(concat!(
-        r#","error":{"isClientSafe":true,"error":403,"#,
-        r#""reason":"You've been logged out by the server. Please log in again.","#,
-        r#""message":"You've been logged out by the server. Please log in again. [403]","#,
-        r#""errorType":"Meteor.Error"}}"#
-    ));
-    out
 }
 
 /// A SockJS server frame carrying `messages`: `a["<json-escaped msg>",…]`.
@@ -222,6 +349,32 @@ fn push_json_string(out: &mut String, text: &str) {
 /// Every string stored under a `resume` key anywhere in the message, and the
 /// message's top-level `id`. Iterative: nesting depth costs no stack.
 fn resume_values(ddp: &str) -> Option<(Option<String>, Vec<String>)> {
+    let (id, found) = resume_spans(ddp, false)?;
+    let tokens = found
+        .into_iter()
+        .filter_map(|(found, _)| match found {
+            Found::Resume(token) => Some(token),
+            Found::Nested(_) => None,
+        })
+        .collect();
+    Some((id, tokens))
+}
+
+/// A string of interest in a message.
+enum Found {
+    /// Stored under a `resume` key.
+    Resume(String),
+    /// Any other string that may itself be a message carrying a resume
+    /// token: Rocket.Chat's `method.call` wraps a DDP message in a JSON
+    /// string, sockjs-node's `jsonp_send` a SockJS frame.
+    Nested(String),
+}
+
+/// [`resume_values`], with the byte range of each string's JSON literal
+/// (quotes included) in `ddp`, so it can be replaced in place. With `nested`,
+/// other strings that might carry a resume token are returned too.
+#[allow(clippy::type_complexity)]
+fn resume_spans(ddp: &str, nested: bool) -> Option<(Option<String>, Vec<(Found, Range<usize>)>)> {
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Container {
         Object,
@@ -280,9 +433,23 @@ fn resume_values(ddp: &str) -> Option<(Option<String>, Vec<String>)> {
             }
             b'"' => {
                 match slot {
-                    Slot::Resume => tokens.push(reader.string()?),
+                    Slot::Resume => {
+                        let start = reader.pos;
+                        let token = reader.string()?;
+                        tokens.push((Found::Resume(token), start..reader.pos));
+                    }
                     Slot::TopLevelId => id = Some(reader.string()?),
-                    Slot::Other => reader.skip_string()?,
+                    Slot::Other => {
+                        let start = reader.pos;
+                        reader.skip_string()?;
+                        let literal = ddp.get(start..reader.pos).unwrap_or_default();
+                        if nested && may_carry_resume(literal) {
+                            let mut again = Reader::new(literal);
+                            if let Some(text) = again.string() {
+                                tokens.push((Found::Nested(text), start..reader.pos));
+                            }
+                        }
+                    }
                 }
                 slot = Slot::Other;
             }
@@ -360,32 +527,30 @@ const MAX_STREAMED_TOKEN: usize = 4096;
 /// [`resume_logins`]; it checks no JSON syntax at all, so a malformed message
 /// can only yield more tokens, never fewer. Memory stays small whatever the
 /// message size: one bit per open bracket plus the strings it keeps.
+/// Like [`inspect_client_message`], it reads every message both as plain DDP
+/// and as a SockJS client frame.
+#[derive(Default)]
 pub struct ResumeScanner {
-    sockjs: Option<SockJsUnwrap>,
-    ddp: DdpScan,
+    plain: DdpScan,
+    sockjs: SockJsUnwrap,
+    framed: DdpScan,
     tokens: Vec<String>,
 }
 
 impl ResumeScanner {
-    pub fn new(sockjs: bool) -> Self {
-        Self {
-            sockjs: sockjs.then(SockJsUnwrap::default),
-            ddp: DdpScan::default(),
-            tokens: Vec::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// The next piece of the (unmasked) message.
     pub fn feed(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            match &mut self.sockjs {
-                None => self.ddp.push(byte, &mut self.tokens),
-                Some(outer) => outer.push(byte, &mut self.ddp, &mut self.tokens),
-            }
+            self.plain.push(byte, &mut self.tokens);
+            self.sockjs.push(byte, &mut self.framed, &mut self.tokens);
         }
     }
 
-    /// The resume tokens seen so far.
+    /// The resume tokens seen so far (under either reading).
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
@@ -1200,6 +1365,107 @@ mod tests {
         }
     }
 
+    fn dead(token: &str) -> bool {
+        token.starts_with("dead")
+    }
+
+    fn inspect(text: &str) -> ClientMessage {
+        inspect_client_message(text.as_bytes(), dead, |len| "D".repeat(len))
+    }
+
+    #[test]
+    fn revoked_resume_token_is_replaced_in_place() {
+        let text = r#"{"msg":"method","method":"login","params":[{"resume":"dead-1"}],"id":"1"}"#;
+        let out = inspect(text);
+        assert_eq!(out.replaced, 1);
+        assert_eq!(
+            out.rewritten.as_deref(),
+            Some(r#"{"msg":"method","method":"login","params":[{"resume":"DDDDDD"}],"id":"1"}"#)
+        );
+        assert!(out.live.is_empty());
+    }
+
+    #[test]
+    fn live_tokens_are_reported_and_nothing_is_rewritten() {
+        let out = inspect(METEOR_RESUME);
+        assert_eq!(out.rewritten, None);
+        assert_eq!(out.live, vec!["Zq3_x-9LkQ".to_owned()]);
+        assert_eq!(inspect(r#"{"msg":"ping"}"#), ClientMessage::default());
+    }
+
+    #[test]
+    fn escaped_revoked_token_is_replaced_by_its_decoded_length() {
+        let out = inspect(r#"{"id":"1","params":[{"resume":"dead-1"}]}"#);
+        assert_eq!(
+            out.rewritten.as_deref(),
+            Some(r#"{"id":"1","params":[{"resume":"DDDDDD"}]}"#)
+        );
+    }
+
+    #[test]
+    fn sockjs_frames_are_rewritten_message_by_message() {
+        let frame = sockjs_client_frame(&[
+            r#"{"msg":"connect"}"#.to_owned(),
+            r#"{"msg":"method","method":"login","params":[{"resume":"dead-2"}],"id":"2"}"#
+                .to_owned(),
+        ]);
+        let out = inspect(&frame);
+        assert_eq!(out.replaced, 1);
+        assert_eq!(
+            out.rewritten.as_deref(),
+            Some(
+                r#"["{\"msg\":\"connect\"}","{\"msg\":\"method\",\"method\":\"login\",\"params\":[{\"resume\":\"DDDDDD\"}],\"id\":\"2\"}"]"#
+            )
+        );
+        // A single-string frame and a frame behind whitespace are SockJS too.
+        let single = serde_json::to_string(r#"{"params":[{"resume":"dead-3"}]}"#).unwrap();
+        assert!(!inspect(&single).rewritten.unwrap().contains("dead"));
+        assert!(
+            !inspect(&format!(" {frame}"))
+                .rewritten
+                .unwrap()
+                .contains("dead")
+        );
+    }
+
+    #[test]
+    fn messages_wrapped_in_strings_are_rewritten_too() {
+        // Rocket.Chat's REST `method.call`: {"message": "<DDP JSON>"}.
+        let call = serde_json::json!({
+            "message": r#"{"msg":"method","method":"login","params":[{"resume":"dead-4"}],"id":"3"}"#
+        })
+        .to_string();
+        let out = inspect(&call);
+        assert_eq!(out.replaced, 1);
+        let rewritten: serde_json::Value =
+            serde_json::from_str(out.rewritten.as_deref().unwrap()).unwrap();
+        let inner = rewritten["message"].as_str().unwrap();
+        assert_eq!(
+            inner,
+            r#"{"msg":"method","method":"login","params":[{"resume":"DDDDDD"}],"id":"3"}"#
+        );
+        // sockjs-node `jsonp_send` text bodies: a JSON string holding the frame.
+        let frame = sockjs_client_frame(&[r#"{"params":[{"resume":"dead-5"}]}"#.to_owned()]);
+        let jsonp = serde_json::to_string(&frame).unwrap();
+        let out = inspect(&jsonp);
+        assert_eq!(out.replaced, 1);
+        assert!(!out.rewritten.unwrap().contains("dead"));
+    }
+
+    #[test]
+    fn chat_text_mentioning_resume_is_left_alone() {
+        let send = r#"{"msg":"method","method":"sendMessage","params":[{"rid":"GENERAL","msg":"I will resume tomorrow"}],"id":"9"}"#;
+        assert_eq!(inspect(send), ClientMessage::default());
+    }
+
+    #[test]
+    fn decoys_are_not_mistaken_for_live_tokens_by_the_second_reading() {
+        let frame = sockjs_client_frame(&[r#"{"params":[{"resume":"dead-6"}]}"#.to_owned()]);
+        let out = inspect_client_message(frame.as_bytes(), dead, |len| "L".repeat(len));
+        assert_eq!(out.replaced, 1);
+        assert!(out.live.is_empty(), "{:?}", out.live);
+    }
+
     #[test]
     fn granted_login_result_is_read_plain_and_from_sockjs() {
         let result = r#"{"msg":"result","id":"1","result":{"id":"rocket.cat","token":"NewTok_1","tokenExpires":{"$date":1712345678901},"type":"password"}}"#;
@@ -1208,17 +1474,16 @@ mod tests {
             user_id: "rocket.cat".to_owned(),
             token: "NewTok_1".to_owned(),
         }];
-        assert_eq!(granted_logins(result, false), expected);
+        assert_eq!(granted_logins(result), expected);
         let framed = sockjs_server_frame(&[
             r#"{"msg":"updated","methods":["1"]}"#.to_owned(),
             result.to_owned(),
         ]);
-        assert_eq!(granted_logins(&framed, true), expected);
+        assert_eq!(granted_logins(&framed), expected);
         // Legacy single-message frame.
         let mut single = String::from("m");
         push_json_string(&mut single, result);
-        assert_eq!(granted_logins(&single, true), expected);
-        assert_eq!(granted_logins(&framed, false), vec![]);
+        assert_eq!(granted_logins(&single), expected);
     }
 
     #[test]
@@ -1231,30 +1496,21 @@ mod tests {
             r#"{"msg":"result","id":"3","result":{"id":"u1","token":""}}"#,
             r#"{"msg":"result","result":{"id":"u1","token":"t"}}"#,
         ] {
-            assert_eq!(granted_logins(text, false), vec![], "{text}");
+            assert_eq!(granted_logins(text), vec![], "{text}");
         }
-        assert_eq!(granted_logins("o", true), vec![]);
-        assert_eq!(granted_logins("h", true), vec![]);
-        assert_eq!(granted_logins(r#"c[3000,"Go away!"]"#, true), vec![]);
-    }
-
-    #[test]
-    fn logged_out_result_is_the_exact_meteor_error() {
-        assert_eq!(
-            logged_out_result("7"),
-            r#"{"msg":"result","id":"7","error":{"isClientSafe":true,"error":403,"reason":"You've been logged out by the server. Please log in again.","message":"You've been logged out by the server. Please log in again. [403]","errorType":"Meteor.Error"}}"#
-        );
-        let parsed: serde_json::Value =
-            serde_json::from_str(&logged_out_result("a\"b\\c\n\u{1}")).unwrap();
-        assert_eq!(parsed["id"], "a\"b\\c\n\u{1}");
+        assert_eq!(granted_logins("o"), vec![]);
+        assert_eq!(granted_logins("h"), vec![]);
+        assert_eq!(granted_logins(r#"c[3000,"Go away!"]"#), vec![]);
     }
 
     #[test]
     fn sockjs_server_frame_escapes_each_message() {
-        let frame = sockjs_server_frame(&[logged_out_result("1")]);
+        let message =
+            r#"{"msg":"result","id":"1","error":{"reason":"a \"quoted\" word"}}"#.to_owned();
+        let frame = sockjs_server_frame(std::slice::from_ref(&message));
         assert!(frame.starts_with(r#"a["{\"msg\":\"result\",\"id\":\"1\","#));
         let parsed: Vec<String> = serde_json::from_str(&frame[1..]).unwrap();
-        assert_eq!(parsed, vec![logged_out_result("1")]);
+        assert_eq!(parsed, vec![message]);
         assert_eq!(sockjs_server_frame(&[]), "a[]");
     }
 
@@ -1313,8 +1569,9 @@ mod tests {
         })
     }
 
-    fn streamed(text: &[u8], sockjs: bool, cuts: &[usize]) -> Vec<String> {
-        let mut scanner = ResumeScanner::new(sockjs);
+    /// What the scanner finds when fed in pieces, sorted and deduplicated.
+    fn streamed(text: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut scanner = ResumeScanner::new();
         let mut start = 0;
         for &cut in cuts {
             let cut = cut.clamp(start, text.len());
@@ -1322,7 +1579,19 @@ mod tests {
             start = cut;
         }
         scanner.feed(&text[start..]);
-        scanner.tokens().to_vec()
+        let mut tokens = scanner.tokens().to_vec();
+        tokens.sort();
+        tokens.dedup();
+        tokens
+    }
+
+    /// Tokens under either reading, sorted and deduplicated.
+    fn both_readings(text: &str) -> Vec<String> {
+        let mut tokens = tokens_of(resume_logins(text, false));
+        tokens.extend(tokens_of(resume_logins(text, true)));
+        tokens.sort();
+        tokens.dedup();
+        tokens
     }
 
     fn tokens_of(logins: Vec<ResumeLogin>) -> Vec<String> {
@@ -1333,21 +1602,18 @@ mod tests {
     fn scanner_finds_tokens_in_pieces() {
         let text = r#"{"msg":"method","method":"login","params":[{"totp":{"login":{"\u0072esume":"t\ud83d\ude00"}}}],"id":"1"}"#;
         assert_eq!(
-            streamed(text.as_bytes(), false, &[3, 50, 51, 52, 90]),
+            streamed(text.as_bytes(), &[3, 50, 51, 52, 90]),
             vec!["t\u{1F600}"]
         );
         let frame = format!(r#"[["{}"]]"#, METEOR_RESUME.replace('"', "\\\""));
-        assert_eq!(
-            streamed(frame.as_bytes(), true, &[1, 2, 7]),
-            vec!["Zq3_x-9LkQ"]
-        );
+        assert_eq!(streamed(frame.as_bytes(), &[1, 2, 7]), vec!["Zq3_x-9LkQ"]);
         let huge = format!(
             r#"{{"pad":"{}","deep":{}{},"params":[{{"resume":"t"}}]}}"#,
             "x".repeat(100_000),
             "[".repeat(50_000),
             "]".repeat(50_000)
         );
-        assert_eq!(streamed(huge.as_bytes(), false, &[]), vec!["t"]);
+        assert_eq!(streamed(huge.as_bytes(), &[]), vec!["t"]);
     }
 
     #[test]
@@ -1355,7 +1621,7 @@ mod tests {
         // Truncated JSON: the server would not run it, the scanner still reports it.
         let text = r#"{"params":[{"resume":"t"}"#;
         assert_eq!(resume_logins(text, false), vec![]);
-        assert_eq!(streamed(text.as_bytes(), false, &[]), vec!["t"]);
+        assert_eq!(streamed(text.as_bytes(), &[]), vec!["t"]);
     }
 
     proptest! {
@@ -1368,40 +1634,56 @@ mod tests {
             let text = serde_json::to_string(&value).unwrap();
             let mut cuts = cuts;
             cuts.sort_unstable();
-            prop_assert_eq!(
-                streamed(text.as_bytes(), false, &cuts),
-                tokens_of(message_resume_logins(&text))
-            );
+            prop_assert_eq!(streamed(text.as_bytes(), &cuts), both_readings(&text));
             let other = serde_json::to_string(&other).unwrap();
             let frame = sockjs_client_frame(&[text.clone(), other.clone()]);
-            prop_assert_eq!(
-                streamed(frame.as_bytes(), true, &cuts),
-                tokens_of(resume_logins(&frame, true))
-            );
+            prop_assert_eq!(streamed(frame.as_bytes(), &cuts), both_readings(&frame));
             // Single-element nested arrays stringify to their element.
             let nested = format!(
                 "[{},[{}]] ",
                 sockjs_client_frame(&[text]),
                 sockjs_client_frame(&[other])
             );
-            prop_assert_eq!(
-                streamed(nested.as_bytes(), true, &cuts),
-                tokens_of(resume_logins(&nested, true))
-            );
+            prop_assert_eq!(streamed(nested.as_bytes(), &cuts), both_readings(&nested));
         }
 
         #[test]
-        fn scanner_finds_at_least_what_the_reader_finds(text in ".{0,200}", sockjs in any::<bool>()) {
-            let found = streamed(text.as_bytes(), sockjs, &[]);
-            for token in tokens_of(resume_logins(&text, sockjs)) {
+        fn scanner_finds_at_least_what_the_reader_finds(text in ".{0,200}") {
+            let found = streamed(text.as_bytes(), &[]);
+            for token in both_readings(&text) {
                 prop_assert!(found.contains(&token), "{:?} not in {:?}", token, found);
             }
         }
 
         #[test]
+        fn rewriting_removes_every_revoked_token_and_keeps_the_rest(
+            value in json_value(),
+            framed in any::<bool>(),
+        ) {
+            let plain = serde_json::to_string(&value).unwrap();
+            let text = if framed { sockjs_client_frame(std::slice::from_ref(&plain)) } else { plain };
+            let before = both_readings(&text);
+            let revoked = |token: &str| token.len() % 2 == 0;
+            let out = inspect_client_message(text.as_bytes(), revoked, |len| "#".repeat(len));
+            let after_text = out.rewritten.clone().unwrap_or_else(|| text.clone());
+            let after = both_readings(&after_text);
+            for token in &after {
+                prop_assert!(!revoked(token) || token.chars().all(|c| c == '#'), "{:?} survived", token);
+            }
+            let live: Vec<&String> = before.iter().filter(|t| !revoked(t)).collect();
+            for token in live {
+                prop_assert!(after.contains(token), "{:?} lost", token);
+                prop_assert!(out.live.contains(token), "{:?} not reported", token);
+            }
+            prop_assert_eq!(out.rewritten.is_some(), out.replaced > 0);
+            prop_assert_eq!(out.replaced > 0, before.iter().any(|t| revoked(t)));
+        }
+
+        #[test]
         fn arbitrary_text_never_panics(text in ".{0,200}", sockjs in any::<bool>()) {
+            let _ = inspect_client_message(text.as_bytes(), |_| true, |len| "x".repeat(len));
             let _ = resume_logins(&text, sockjs);
-            let _ = granted_logins(&text, sockjs);
+            let _ = granted_logins(&text);
             let _ = sockjs_client_messages(&text);
         }
 
@@ -1409,7 +1691,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = resume_logins(&bytes, true);
             let _ = resume_logins(&bytes, false);
-            let _ = granted_logins(&bytes, true);
+            let _ = granted_logins(&bytes);
         }
 
         #[test]

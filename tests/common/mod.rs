@@ -3,6 +3,8 @@
 //! Everything is torn down on drop.
 #![allow(dead_code)]
 
+pub mod meteor;
+pub mod node;
 pub mod procfs;
 pub mod redis_server;
 pub mod upstream;

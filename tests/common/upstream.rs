@@ -11,7 +11,16 @@
 //! - `/api/v1/me`: `{"_id","username","roles",…}` for tokens registered with
 //!   `set_me`, else Rocket.Chat's 401
 //! - `POST /api/v1/logout`: Rocket.Chat's success answer
-//! - any websocket upgrade: echo server; received text messages are recorded
+//! - `GET /api/info`: public, answers anyone
+//! - `GET /api/v1/subscriptions.get`: authenticated: 200 for any
+//!   `X-User-Id` + `X-Auth-Token` (the legacy server still holds every token
+//!   the gate revoked), else the server's own 401 (a body unlike the gate's,
+//!   so a test can tell who answered)
+//! - any websocket upgrade: a Meteor-like DDP server (`meteor.rs`), SockJS
+//!   framing on `/sockjs/<server>/<session>/websocket`; text that is not DDP
+//!   is echoed; received text messages are recorded
+//! - `/sockjs/info`, `/sockjs/<server>/<session>/xhr` and `…/xhr_send`: SockJS
+//!   xhr polling onto the same DDP server
 //! - anything else: echoes the request body; `x-echo-method`/`x-echo-uri` headers
 //!
 //! Every request is recorded (method, raw target, version, headers, body).
@@ -36,6 +45,8 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use super::meteor::{self, Meteor};
+
 type Body = BoxBody<Bytes, Infallible>;
 
 #[derive(Clone, Debug)]
@@ -57,6 +68,7 @@ struct State {
     logins_served: u64,
     /// (user id, token) → (username, roles) for `/api/v1/me`.
     me: HashMap<(String, String), (String, Vec<String>)>,
+    meteor: Meteor,
 }
 
 /// How `/api/v1/login` answers.
@@ -167,6 +179,30 @@ impl FakeUpstream {
         login_body(&state, state.logins_served + 1).unwrap_or_default()
     }
 
+    /// The DDP server holds this login token: a resume login with it succeeds.
+    pub fn hold_ddp_token(&self, user_id: &str, token: &str) {
+        self.state.lock().unwrap().meteor.hold_token(user_id, token);
+    }
+
+    /// Every DDP message the DDP server received (unwrapped from SockJS).
+    pub fn ddp_received(&self) -> Vec<String> {
+        self.state.lock().unwrap().meteor.received.clone()
+    }
+
+    /// Does any request, websocket message or DDP message the upstream
+    /// received contain `needle`?
+    pub fn ever_saw(&self, needle: &str) -> bool {
+        let state = self.state.lock().unwrap();
+        let needle_bytes = needle.as_bytes();
+        let in_bytes = |b: &[u8]| b.windows(needle_bytes.len()).any(|w| w == needle_bytes);
+        state.seen.iter().any(|s| {
+            s.uri.contains(needle)
+                || in_bytes(&s.body)
+                || s.headers.values().any(|v| in_bytes(v.as_bytes()))
+        }) || state.ws_messages.iter().any(|m| m.contains(needle))
+            || state.meteor.received.iter().any(|m| m.contains(needle))
+    }
+
     /// `/api/v1/me` vouches for this user id + token.
     pub fn set_me(&self, user_id: &str, token: &str, username: &str, roles: &[&str]) {
         self.state.lock().unwrap().me.insert(
@@ -202,7 +238,8 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if is_ws {
         record(&state, &req, Bytes::new(), None);
-        return websocket(&mut req, state);
+        let sockjs = meteor::sockjs_session(&path).is_some_and(|(_, t)| t == "websocket");
+        return websocket(&mut req, state, sockjs);
     }
     if path == "/upload" {
         record(&state, &req, Bytes::new(), None);
@@ -225,6 +262,48 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
     let req = Request::from_parts(parts, ());
     record(&state, &req, body.clone(), trailers.clone());
 
+    if path == "/sockjs/info" {
+        return json(
+            200,
+            r#"{"websocket":true,"origins":["*:*"],"cookie_needed":false,"entropy":42}"#.into(),
+        );
+    }
+    if let Some((session, transport)) = meteor::sockjs_session(&path) {
+        let session = session.to_owned();
+        match transport {
+            "xhr" => return sockjs_poll(&state, &session).await,
+            "xhr_send" => {
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let status = state.lock().unwrap().meteor.send(&session, &text);
+                return Response::builder()
+                    .status(status)
+                    .header("content-type", "text/plain; charset=UTF-8")
+                    .body(full(Bytes::new()))
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+    if path == "/api/info" {
+        return json(200, r#"{"version":"7.5.0","success":true}"#.into());
+    }
+    if path == "/api/v1/subscriptions.get" {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        // Like a legacy server that never heard of the gate's revocations,
+        // it accepts any credentials it is sent.
+        let held = !header("x-user-id").is_empty() && !header("x-auth-token").is_empty();
+        return if held {
+            json(200, r#"{"update":[],"remove":[],"success":true}"#.into())
+        } else {
+            json(401, UPSTREAM_UNAUTHORIZED.into())
+        };
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         let status = code
             .parse::<u16>()
@@ -395,7 +474,34 @@ fn record<B>(
     });
 }
 
-fn websocket(req: &mut Request<Incoming>, state: Arc<Mutex<State>>) -> Response<Body> {
+/// The upstream's own 401: not the gate's row-1 body, so a test can tell
+/// who answered.
+pub const UPSTREAM_UNAUTHORIZED: &str =
+    r#"{"success":false,"error":"You must be logged in to do this.","origin":"upstream"}"#;
+
+/// SockJS xhr polling: open the session, or wait up to 2 s for answers.
+async fn sockjs_poll(state: &Arc<Mutex<State>>, session: &str) -> Response<Body> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let body = loop {
+        if let Some(body) = state.lock().unwrap().meteor.poll(session) {
+            break body;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break "h\n".to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    Response::builder()
+        .header("content-type", "application/javascript; charset=UTF-8")
+        .body(full(body))
+        .unwrap()
+}
+
+fn websocket(
+    req: &mut Request<Incoming>,
+    state: Arc<Mutex<State>>,
+    sockjs: bool,
+) -> Response<Body> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return json(400, "{}".into());
     };
@@ -409,12 +515,31 @@ fn websocket(req: &mut Request<Incoming>, state: Arc<Mutex<State>>) -> Response<
             None,
         )
         .await;
+        if sockjs && ws.send(Message::Text("o".into())).await.is_err() {
+            return;
+        }
         while let Some(Ok(msg)) = ws.next().await {
             match msg {
                 Message::Text(text) => {
-                    state.lock().unwrap().ws_messages.push(text.to_string());
-                    if ws.send(Message::Text(text)).await.is_err() {
-                        break;
+                    let answers = {
+                        let mut state = state.lock().unwrap();
+                        state.ws_messages.push(text.to_string());
+                        if sockjs {
+                            match state.meteor.answer_sockjs(&text) {
+                                Some(frame) => frame.into_iter().collect(),
+                                None => vec![text.to_string()],
+                            }
+                        } else {
+                            state
+                                .meteor
+                                .answer(&text)
+                                .unwrap_or_else(|| vec![text.to_string()])
+                        }
+                    };
+                    for answer in answers {
+                        if ws.send(Message::Text(answer.into())).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Message::Binary(data) if ws.send(Message::Binary(data.clone())).await.is_err() => {
