@@ -172,7 +172,8 @@ curl -s -X POST {url}/api/v1/sessions/logout -H 'X-User-Id: {ADMIN_ID}' -H 'X-Au
 curl -s -X POST {url}/api/v1/sessions/logout -H 'X-User-Id: {ADMIN_ID}' -H 'X-Auth-Token: {ADMIN_TOKEN}' -H 'x-2fa-code: {code}' -H 'Content-Type: application/json' -d '{{"sessionId":"{VICTIM_SESSION}"}}'
    -> 200 {{"sessionId":"{VICTIM_SESSION}","success":true}}
 
-4. The victim's token is now refused by the gate (never reaches the chat server):
+4. The gate now removes the victim's token from every request (it never reaches the
+   chat server), so the chat server sees an anonymous caller and answers its own 401:
 curl -s {url}/api/v1/me -H 'X-User-Id: {VICTIM_ID}' -H 'X-Auth-Token: {victim_token}'
    -> 401 {{"status":"error","message":"You must be logged in to do this."}}
 
@@ -338,13 +339,15 @@ fn ddp_websocket(req: &mut Request<Incoming>, accounts: Accounts) -> Response<Bo
         .await;
         while let Some(Ok(Message::Text(text))) = ws.next().await {
             let msg: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            let reply = match msg.get("msg").and_then(|m| m.as_str()) {
-                Some("connect") => {
-                    serde_json::json!({"msg": "connected", "session": crate::auth::meteor_id()})
-                }
-                Some("ping") => serde_json::json!({"msg": "pong"}),
+            let replies = match msg.get("msg").and_then(|m| m.as_str()) {
+                Some("connect") => vec![format!(
+                    r#"{{"msg":"connected","session":"{}"}}"#,
+                    crate::auth::meteor_id()
+                )],
+                Some("ping") => vec![r#"{"msg":"pong"}"#.to_string()],
+                // Like Meteor, every method call ends with `result` then `updated`.
                 Some("method") if msg.get("method").and_then(|m| m.as_str()) == Some("login") => {
-                    let id = msg.get("id").cloned().unwrap_or_default();
+                    let id = msg.get("id").cloned().unwrap_or_default().to_string();
                     let token = msg
                         .pointer("/params/0/resume")
                         .and_then(|t| t.as_str())
@@ -355,23 +358,24 @@ fn ddp_websocket(req: &mut Request<Incoming>, accounts: Accounts) -> Response<Bo
                         .unwrap_or_else(|e| e.into_inner())
                         .get(&token)
                         .cloned();
-                    match user {
-                        Some((uid, _)) => {
-                            serde_json::json!({"msg": "result", "id": id, "result": {"id": uid, "token": token, "tokenExpires": {"$date": 4102444800000u64}, "type": "resume"}})
-                        }
-                        None => {
-                            serde_json::json!({"msg": "result", "id": id, "error": {"isClientSafe": true, "error": 403, "reason": "You've been logged out by the server. Please log in again.", "message": "You've been logged out by the server. Please log in again. [403]", "errorType": "Meteor.Error"}})
-                        }
-                    }
+                    let result = match user {
+                        Some((uid, _)) => format!(
+                            r#"{{"msg":"result","id":{id},"result":{{"id":{},"token":{},"tokenExpires":{{"$date":4102444800000}},"type":"resume"}}}}"#,
+                            json_str(&uid),
+                            json_str(&token)
+                        ),
+                        None => format!(
+                            r#"{{"msg":"result","id":{id},"error":{{"isClientSafe":true,"error":403,"reason":"You've been logged out by the server. Please log in again.","message":"You've been logged out by the server. Please log in again. [403]","errorType":"Meteor.Error"}}}}"#
+                        ),
+                    };
+                    vec![result, format!(r#"{{"msg":"updated","methods":[{id}]}}"#)]
                 }
                 _ => continue,
             };
-            if ws
-                .send(Message::Text(reply.to_string().into()))
-                .await
-                .is_err()
-            {
-                break;
+            for reply in replies {
+                if ws.send(Message::Text(reply.into())).await.is_err() {
+                    return;
+                }
             }
         }
     });

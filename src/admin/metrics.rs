@@ -161,7 +161,7 @@ impl Metrics {
         let revoked_requests = Family::<KindLabel, Counter>::default();
         registry.register(
             "revoked_token_requests",
-            "Requests carrying a revoked token (header: answered 401; cookie: stripped)",
+            "Requests carrying a revoked token, by where it was (header, cookie, query: removed; ddp, sockjs, rest: resume login sent with a decoy)",
             revoked_requests.clone(),
         );
         let sessions_captured = Family::<KindLabel, Counter>::default();
