@@ -7,10 +7,10 @@
 //!
 //! | key (after the prefix)     | type   | contents                                              | expiry                         |
 //! |----------------------------|--------|-------------------------------------------------------|--------------------------------|
-//! | `user:<id>`                | hash   | `username`, `roles` (JSON array), `totp` (sealed)     | none                           |
+//! | `user:<id>`                | hash   | `username`, `name`, `roles` (JSON array), `totp` (sealed) | none                       |
 //! | `user-backup:<id>`         | set    | SHA-256 hex of each unused backup code                | none                           |
 //! | `user-sessions:<id>`       | zset   | session ids of the user, score = loginAt (ms)         | none                           |
-//! | `session:<id>`             | hash   | `userId` `tokenHash` `ip` `userAgent` `device` `loginAt` `logoutAt` `logoutBy` | none |
+//! | `session:<id>`             | hash   | `userId` `tokenHash` `ip` `userAgent` `host` `device` `loginAt` `logoutAt` `logoutBy` | none |
 //! | `token:<hash_b64>`         | string | session id of an active session                       | none; deleted on revoke        |
 //! | `sessions`                 | zset   | every session id, score = loginAt (ms)                | none                           |
 //! | `revoked`                  | zset   | revoked token hash (base64), score = expiry (Unix s)  | members purged once expired    |
