@@ -829,7 +829,33 @@ async fn remembered_second_factor_covers_one_token_and_client_until_revoked(stor
             Ok(CommitOutcome::TotpRequired)
         );
     }
+    // A code verified from another client moves the token's window there,
+    // as Rocket.Chat keeps one fingerprint per token.
+    let there = remember(&admin, "client-b", 1800);
+    assert_eq!(
+        store
+            .logout_commit(&remembering(
+                Proof::TotpSteps(vec![102]),
+                "nope",
+                there.clone()
+            ))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
+    );
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "nope", there))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: true })
+    );
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "nope", here.clone()))
+            .await,
+        Ok(CommitOutcome::TotpRequired)
+    );
     // Revoking the caller's own session ends its window.
+    let there = remember(&admin, "client-b", 1800);
     assert!(
         store
             .revoke_session("s-admin", "cli", DAY, now_ms())
@@ -839,7 +865,7 @@ async fn remembered_second_factor_covers_one_token_and_client_until_revoked(stor
     );
     assert_eq!(
         store
-            .logout_commit(&remembering(Proof::Missing, "s-other", here))
+            .logout_commit(&remembering(Proof::Missing, "s-other", there))
             .await,
         Ok(CommitOutcome::TotpRequired)
     );

@@ -16,7 +16,7 @@
 //! | `revoked`                  | zset   | revoked token hash (base64), score = expiry (Unix s)  | members purged once expired    |
 //! | `totp:used:<step>:<user>`  | string | `1`: this TOTP step was accepted for the user         | step marker TTL                |
 //! | `totp:fail:<user>`         | string | failed second-factor attempts in the current window   | lockout window, from 1st fail  |
-//! | `totp:remember:<hash_b64>` | hash   | client fingerprint → end of its remembered 2FA (ms)   | latest window end; deleted on revoke |
+//! | `totp:remember:<hash_b64>` | hash   | client fingerprint → end of its remembered 2FA (ms)   | window end; deleted on revoke  |
 //! | `rl:logout:<user>`         | string | logout requests in the current window                 | rate-limit window, from 1st    |
 //! | `revocations` (channel)    | pubsub | `<hash_b64> <expires_at_secs> <published_at_ms>`      | —                              |
 //!

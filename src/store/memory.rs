@@ -50,9 +50,9 @@ struct State {
     used_steps: HashMap<(String, u64), Instant>,
     totp_failures: HashMap<String, Window>,
     logout_requests: HashMap<String, Window>,
-    /// token hash (base64) → client fingerprint → end of its remembered
-    /// second factor.
-    remembered: HashMap<String, HashMap<String, Instant>>,
+    /// token hash (base64) → (client fingerprint, end of its remembered
+    /// second factor): one window per token.
+    remembered: HashMap<String, (String, Instant)>,
 }
 
 struct User {
@@ -290,8 +290,7 @@ impl MemoryStore {
             state
                 .remembered
                 .get(r.token_hash_b64)
-                .and_then(|clients| clients.get(r.client))
-                .is_some_and(|ends| *ends > now)
+                .is_some_and(|(client, ends)| client == r.client && *ends > now)
         });
         if !remembered {
             if let Some(outcome) = state.second_factor(commit, now) {
@@ -432,14 +431,12 @@ impl State {
             return Some(CommitOutcome::TotpInvalid);
         }
         if let Some(remember) = &commit.remember {
-            let clients = self
-                .remembered
-                .entry(remember.token_hash_b64.to_owned())
-                .or_default();
-            clients.retain(|_, ends| *ends > now);
-            clients.insert(
-                remember.client.to_owned(),
-                now + Duration::from_secs(remember.ttl_secs.max(1)),
+            self.remembered.insert(
+                remember.token_hash_b64.to_owned(),
+                (
+                    remember.client.to_owned(),
+                    now + Duration::from_secs(remember.ttl_secs.max(1)),
+                ),
             );
         }
         None

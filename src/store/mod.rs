@@ -184,8 +184,10 @@ pub struct Commit<'a> {
 /// Rocket.Chat's "remember 2FA" (`Accounts_TwoFactorAuthentication_RememberFor`):
 /// a verified code lets later calls of the same login token, from the same
 /// client, through without one until the window ends. The window is opened
-/// only by a verified code (never extended by its use) and dies with the
-/// token: every revocation of the session deletes it in the same script.
+/// only by a verified code (never extended by its use), one per token (a
+/// code verified from another client moves it, as Rocket.Chat keeps one
+/// fingerprint per token), and dies with the token: every revocation of the
+/// session deletes it in the same script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remember<'a> {
     /// `base64(sha256(token))` of the caller's own login token.

@@ -326,8 +326,10 @@ end
 /// replicas with skewed clocks agree on when it ends. A live window lets the
 /// call through and the proof is ignored (not consumed, no failure counted);
 /// a verified proof opens a window (never extends a live one: it is only
-/// written when no window covered the call). The last reply item is 1 when
-/// the window let the call through.
+/// written when no window covered the call). One window per token, as
+/// Rocket.Chat keeps one fingerprint per login token: a code verified from
+/// another client moves it there. The last reply item is 1 when the window
+/// let the call through.
 const LUA_COMMIT: &str = r#"
 local uid, kind, value = ARGV[2], ARGV[3], ARGV[4]
 local remember_ms = tonumber(ARGV[11]) or 0
@@ -359,12 +361,9 @@ if not remembered then
     return {'invalid', n}
   end
   if rk then
-    local fields = redis.call('HGETALL', rk)
-    for i = 1, #fields, 2 do
-      if (tonumber(fields[i + 1]) or 0) <= now then redis.call('HDEL', rk, fields[i]) end
-    end
+    redis.call('DEL', rk)
     redis.call('HSET', rk, client, string.format('%d', now + remember_ms))
-    if redis.call('PTTL', rk) < remember_ms then redis.call('PEXPIRE', rk, remember_ms) end
+    redis.call('PEXPIRE', rk, remember_ms)
   end
 end
 local reply = revoke(ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[10])
