@@ -654,6 +654,39 @@ mod tests {
     }
 
     #[test]
+    fn host_comes_from_the_host_header_or_else_the_authority() {
+        let conn = ConnInfo {
+            peer: "192.0.2.8:40000".parse().unwrap(),
+            peer_header: HeaderValue::from_static("192.0.2.8"),
+            tls: false,
+            trusted: false,
+            framing: Arc::default(),
+            clean: Arc::default(),
+        };
+        let h1 = http::Request::get("/api/v1/login")
+            .header("host", "chat.example.org")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            ClientFacts::of_request(&h1, &conn).host.as_deref(),
+            Some("chat.example.org")
+        );
+        // HTTP/2: `:authority` arrives in the URI, with no Host header.
+        let h2 = http::Request::get("https://chat.example.org:8443/api/v1/login")
+            .body(())
+            .unwrap();
+        assert_eq!(ClientFacts::of(h2.headers(), &conn).host, None);
+        assert_eq!(
+            ClientFacts::of_request(&h2, &conn).host.as_deref(),
+            Some("chat.example.org:8443")
+        );
+        let long = "h".repeat(MAX_HOST + 50);
+        let h = headers(&[("host", &long)]);
+        let facts = ClientFacts::from_parts(&h, conn.peer.ip(), false);
+        assert_eq!(facts.host.map(|h| h.len()), Some(MAX_HOST));
+    }
+
+    #[test]
     fn long_user_agents_are_cut_on_a_character_boundary() {
         let ua = "é".repeat(MAX_USER_AGENT);
         let h = headers(&[("user-agent", &ua)]);
