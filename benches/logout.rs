@@ -40,7 +40,15 @@
 //! feed's keep-alive.) Finally every victim the bench logged out must be in the
 //! `revoked` zset.
 //!
+//! The remembered second factor (`totp.remember_seconds`) is off by default
+//! here, so every logout verifies and consumes a code as described above;
+//! `BENCH_REMEMBER_SECS=1800` measures the shipped default instead, where each
+//! admin's first logout verifies a code and opens the window and the rest go
+//! through it (codes sent inside it are ignored). Either way a logout is two
+//! round trips: the window is read and written inside the commit script.
+//!
 //! Environment: `BENCH_WORKERS` (`[server] workers`, default 1),
+//! `BENCH_REMEMBER_SECS` (`[totp] remember_seconds`, default 0),
 //! `BENCH_CONNECTIONS` (default 50; 8 in the smoke), `BENCH_SECS` (default 10, at
 //! most 20: the planned codes must stay acceptable),
 //! `BENCH_LOGOUT_OUT` (also write the markdown report to this file).
@@ -90,6 +98,8 @@ struct Sizes {
     duration: Duration,
     connections: usize,
     workers: usize,
+    /// `[totp] remember_seconds` of the gate.
+    remember_secs: usize,
 }
 
 impl Sizes {
@@ -102,6 +112,7 @@ impl Sizes {
                 .unwrap_or(default)
         };
         let workers = env("BENCH_WORKERS", 1);
+        let remember_secs = env("BENCH_REMEMBER_SECS", 0);
         if full {
             Self {
                 full,
@@ -111,6 +122,7 @@ impl Sizes {
                 duration: Duration::from_secs(env("BENCH_SECS", 10).min(20) as u64),
                 connections: env("BENCH_CONNECTIONS", 50).max(1),
                 workers,
+                remember_secs,
             }
         } else {
             Self {
@@ -120,6 +132,7 @@ impl Sizes {
                 duration: Duration::from_secs(1),
                 connections: 8,
                 workers,
+                remember_secs,
             }
         }
     }
@@ -176,7 +189,7 @@ async fn run(sizes: &Sizes) -> String {
         victims.len()
     );
 
-    let mut gate = Gate::start(dir.path(), &redis, &key_file, sizes.workers).await;
+    let mut gate = Gate::start(dir.path(), &redis, &key_file, sizes).await;
     let requests = plan(&admins, &victims, gate.addr);
 
     let all = |range: std::ops::Range<usize>, conns| Phase {
@@ -371,7 +384,8 @@ struct Gate {
 }
 
 impl Gate {
-    async fn start(dir: &Path, redis: &RedisServer, key_file: &Path, workers: usize) -> Gate {
+    async fn start(dir: &Path, redis: &RedisServer, key_file: &Path, sizes: &Sizes) -> Gate {
+        let (workers, remember) = (sizes.workers, sizes.remember_secs);
         let upstream = TcpListener::bind("127.0.0.1:0").expect("upstream listener");
         let upstream_addr = upstream.local_addr().expect("upstream addr");
         let addr: SocketAddr = format!("127.0.0.1:{}", redis_server::free_port())
@@ -388,7 +402,7 @@ impl Gate {
                  [admin]\nlisten = \"{admin}\"\n\
                  [redis]\nurl = \"{}\"\n\
                  [logout]\ndeny_delay_ms = 0\nrate_limit_per_minute = 100\nverify_unknown_tokens = false\n\
-                 [totp]\nkey_file = \"{}\"\nwindow = {WINDOW}\n\
+                 [totp]\nkey_file = \"{}\"\nwindow = {WINDOW}\nremember_seconds = {remember}\n\
                  [permissions]\nlogout-device-management = [\"admin\"]\n\
                  [server]\nworkers = {workers}\n\
                  [log]\nformat = \"text\"\nlevel = \"info\"\n",
@@ -899,9 +913,11 @@ impl Figures<'_> {
         );
         let _ = writeln!(
             out,
-            "- Setup: gate `[server] workers = {}`, {} keep-alive HTTP/1.1 connections, {} admins \
-             (window {WINDOW}: {STEPS_PER_ADMIN} codes each), audit log on; seeding took {:.1} s{}",
+            "- Setup: gate `[server] workers = {}`, `[totp] remember_seconds = {}`, {} keep-alive \
+             HTTP/1.1 connections, {} admins (window {WINDOW}: {STEPS_PER_ADMIN} codes each), \
+             audit log on; seeding took {:.1} s{}",
             s.workers,
+            s.remember_secs,
             s.connections,
             self.admins,
             self.seed_secs,

@@ -86,10 +86,16 @@ pub async fn run(
         metrics.clone(),
         caller.clone(),
     );
-    let devices = cfg
-        .devices
-        .answer
-        .then(|| DevicesApi::new(&cfg, store.clone(), key, revoked.clone(), caller));
+    let devices = cfg.devices.answer.then(|| {
+        DevicesApi::new(
+            &cfg,
+            store.clone(),
+            key,
+            revoked.clone(),
+            caller,
+            metrics.clone(),
+        )
+    });
     let handlers = Handlers {
         logout,
         devices,

@@ -14,6 +14,12 @@
 //! - `POST /api/v1/logout` answered 200 by the upstream logs that session out
 //!   here too ([`Capturer::user_logout`]).
 //!
+//! Each session records what Rocket.Chat shows on its device page: client
+//! IP, User-Agent (parsed into the device), `host` (the `Host` header of the
+//! login request, or of the websocket handshake for a DDP login: Rocket.Chat
+//! stores `connection.httpHeaders.host`) and, on the user record, the
+//! display name of a REST login answer's `data.me.name`.
+//!
 //! A Redis failure never fails a login: capture is bounded by the Redis
 //! command timeout, then the answer is relayed anyway (a warning is logged
 //! and `sessiongate_session_capture_failures` counts it). Capture never
@@ -44,6 +50,9 @@ pub const MAX_LOGIN_ANSWER: usize = 64 * 1024;
 
 /// User agents are stored bounded: a client can send kilobytes of them.
 const MAX_USER_AGENT: usize = 512;
+
+/// Host headers are stored bounded too (a DNS name is at most 253 bytes).
+const MAX_HOST: usize = 300;
 
 /// Longest user id, token or username the gate records. Rocket.Chat's are
 /// 17–43 characters; anything past this is not a Rocket.Chat login.
@@ -79,11 +88,28 @@ impl CaptureKind {
 pub struct ClientFacts {
     pub ip: IpAddr,
     pub user_agent: Option<String>,
+    /// The `Host` header as received (port included), what Rocket.Chat
+    /// records as a session's `host`.
+    pub host: Option<String>,
 }
 
 impl ClientFacts {
     pub fn of(headers: &HeaderMap, conn: &ConnInfo) -> Self {
         Self::from_parts(headers, conn.peer.ip(), conn.trusted)
+    }
+
+    /// [`ClientFacts::of`] a whole request: without a `Host` header (HTTP/2
+    /// carries it as `:authority`, in the URI) the URI's authority is the
+    /// host, as the upstream sees it once the gate sets Host on h2→h1.
+    pub fn of_request<B>(req: &http::Request<B>, conn: &ConnInfo) -> Self {
+        let mut facts = Self::of(req.headers(), conn);
+        if facts.host.is_none() {
+            facts.host = req
+                .uri()
+                .authority()
+                .map(|a| truncate(a.as_str(), MAX_HOST).to_string());
+        }
+        facts
     }
 
     /// The client address is the peer's, unless the peer is a trusted proxy:
@@ -101,7 +127,16 @@ impl ClientFacts {
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .map(|ua| truncate(ua.trim(), MAX_USER_AGENT).to_string())
             .filter(|ua| !ua.is_empty());
-        Self { ip, user_agent }
+        let host = headers
+            .get(header::HOST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .map(|host| truncate(host.trim(), MAX_HOST).to_string())
+            .filter(|host| !host.is_empty());
+        Self {
+            ip,
+            user_agent,
+            host,
+        }
     }
 }
 
@@ -128,6 +163,8 @@ pub struct Sighting<'a> {
     pub client: &'a ClientFacts,
     /// Set on the user record when known (the upstream is authoritative).
     pub username: Option<&'a str>,
+    /// The display name, set on the user record when known.
+    pub name: Option<&'a str>,
     /// Only from `/api/v1/me` with `logout.roles_from_upstream` on; `None`
     /// keeps the stored roles (a new user gets none).
     pub roles: Option<&'a [String]>,
@@ -147,6 +184,8 @@ pub struct LoginAnswer {
     pub user_id: String,
     pub token: String,
     pub username: Option<String>,
+    /// `data.me.name`: the display name Rocket.Chat's device page shows.
+    pub name: Option<String>,
 }
 
 impl std::fmt::Debug for LoginAnswer {
@@ -155,6 +194,7 @@ impl std::fmt::Debug for LoginAnswer {
             .field("user_id", &self.user_id)
             .field("token", &"<redacted>")
             .field("username", &self.username)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -171,16 +211,18 @@ pub fn parse_login_answer(body: &[u8]) -> Option<LoginAnswer> {
         .get("authToken")?
         .as_str()
         .filter(|s| plausible_id(s))?;
-    let username = data
-        .get("me")
-        .and_then(|me| me.get("username"))
-        .and_then(|u| u.as_str())
-        .filter(|u| plausible_id(u))
-        .map(str::to_string);
+    let me_text = |field: &str| {
+        data.get("me")
+            .and_then(|me| me.get(field))
+            .and_then(|v| v.as_str())
+            .filter(|v| plausible_id(v))
+            .map(str::to_string)
+    };
     Some(LoginAnswer {
         user_id: user_id.to_string(),
         token: token.to_string(),
-        username,
+        username: me_text("username"),
+        name: me_text("name"),
     })
 }
 
@@ -217,8 +259,9 @@ impl Capturer {
         }
     }
 
-    /// Store a session for a login the gate saw succeed, and create the user
-    /// record if missing (roles only as `sighting.roles` says). Returns the new
+    /// Store a session for a login the gate saw succeed (with its `Host`), and
+    /// create the user record if missing (roles only as `sighting.roles`
+    /// says; username and display name refreshed when known). Returns the new
     /// session id, or `None` when the token is revoked: a revoked token is
     /// never brought back to life by a stale upstream answer.
     ///
@@ -248,10 +291,15 @@ impl Capturer {
         // round trip. `put_user` with `None` roles keeps the stored ones.
         let work = async {
             let (added, user) = tokio::join!(
-                inner.store.add_session(&session),
                 inner
                     .store
-                    .put_user(sighting.user_id, sighting.username, sighting.roles),
+                    .add_stored_session(&session, sighting.client.host.as_deref()),
+                inner.store.put_user_named(
+                    sighting.user_id,
+                    sighting.username,
+                    sighting.name,
+                    sighting.roles
+                ),
             );
             added.and(user)
         };
@@ -303,6 +351,7 @@ impl Capturer {
                         token: &login.token,
                         client,
                         username: login.username.as_deref(),
+                        name: login.name.as_deref(),
                         roles: None,
                     })
                     .await;
@@ -358,6 +407,7 @@ impl Capturer {
                 token,
                 client,
                 username: None,
+                name: None,
                 roles: None,
             })
             .await;
@@ -542,11 +592,12 @@ mod tests {
 
     #[test]
     fn login_success_shape_is_parsed() {
-        let body = br#"{"status":"success","data":{"userId":"u1","authToken":"tok","me":{"_id":"u1","username":"alice"}}}"#;
+        let body = br#"{"status":"success","data":{"userId":"u1","authToken":"tok","me":{"_id":"u1","username":"alice","name":"Alice L."}}}"#;
         let login = parse_login_answer(body).unwrap();
         assert_eq!(login.user_id, "u1");
         assert_eq!(login.token, "tok");
         assert_eq!(login.username.as_deref(), Some("alice"));
+        assert_eq!(login.name.as_deref(), Some("Alice L."));
         assert!(!format!("{login:?}").contains("tok\""));
     }
 
@@ -571,6 +622,7 @@ mod tests {
         assert!(parse_login_answer(long.as_bytes()).is_none());
         let no_me = br#"{"status":"success","data":{"userId":"u1","authToken":"tok"}}"#;
         assert_eq!(parse_login_answer(no_me).unwrap().username, None);
+        assert_eq!(parse_login_answer(no_me).unwrap().name, None);
     }
 
     #[test]
@@ -579,9 +631,11 @@ mod tests {
         let h = headers(&[
             ("x-forwarded-for", "6.6.6.6, 203.0.113.9"),
             ("user-agent", "Mozilla/5.0 Firefox/121.0"),
+            ("host", "chat.example.org:8443"),
         ]);
         let untrusted = ClientFacts::from_parts(&h, peer, false);
         assert_eq!(untrusted.ip, peer);
+        assert_eq!(untrusted.host.as_deref(), Some("chat.example.org:8443"));
         assert_eq!(
             untrusted.user_agent.as_deref(),
             Some("Mozilla/5.0 Firefox/121.0")
@@ -596,6 +650,40 @@ mod tests {
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
         assert_eq!(ClientFacts::from_parts(&v6, peer, true).user_agent, None);
+        assert_eq!(ClientFacts::from_parts(&v6, peer, true).host, None);
+    }
+
+    #[test]
+    fn host_comes_from_the_host_header_or_else_the_authority() {
+        let conn = ConnInfo {
+            peer: "192.0.2.8:40000".parse().unwrap(),
+            peer_header: HeaderValue::from_static("192.0.2.8"),
+            tls: false,
+            trusted: false,
+            framing: Arc::default(),
+            clean: Arc::default(),
+        };
+        let h1 = http::Request::get("/api/v1/login")
+            .header("host", "chat.example.org")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            ClientFacts::of_request(&h1, &conn).host.as_deref(),
+            Some("chat.example.org")
+        );
+        // HTTP/2: `:authority` arrives in the URI, with no Host header.
+        let h2 = http::Request::get("https://chat.example.org:8443/api/v1/login")
+            .body(())
+            .unwrap();
+        assert_eq!(ClientFacts::of(h2.headers(), &conn).host, None);
+        assert_eq!(
+            ClientFacts::of_request(&h2, &conn).host.as_deref(),
+            Some("chat.example.org:8443")
+        );
+        let long = "h".repeat(MAX_HOST + 50);
+        let h = headers(&[("host", &long)]);
+        let facts = ClientFacts::from_parts(&h, conn.peer.ip(), false);
+        assert_eq!(facts.host.map(|h| h.len()), Some(MAX_HOST));
     }
 
     #[test]
@@ -621,6 +709,7 @@ mod tests {
         ClientFacts {
             ip: "192.0.2.4".parse().unwrap(),
             user_agent: Some("RC Mobile; ios 17.1; v4.46.0 (12345)".into()),
+            host: Some("chat.example.org".into()),
         }
     }
 
@@ -641,6 +730,7 @@ mod tests {
                 token: "tok-1",
                 client: &client,
                 username: Some("alice"),
+                name: Some("Alice Liddell"),
                 roles: None,
             })
             .await
@@ -660,9 +750,12 @@ mod tests {
             Some("RC Mobile; ios 17.1; v4.46.0 (12345)")
         );
         assert_eq!(s.device.as_ref().unwrap()["type"], "mobile-app");
+        let stored = store.get_stored_session(&id).await.unwrap().unwrap();
+        assert_eq!(stored.host.as_deref(), Some("chat.example.org"));
         let user = store.get_user("u1").await.unwrap().unwrap();
         assert_eq!(user.roles, vec!["admin"]);
         assert_eq!(user.username, "alice");
+        assert_eq!(user.name.as_deref(), Some("Alice Liddell"));
     }
 
     #[tokio::test]
@@ -677,6 +770,7 @@ mod tests {
                 token: "t",
                 client: &client,
                 username: None,
+                name: None,
                 roles: None,
             })
             .await
@@ -699,6 +793,7 @@ mod tests {
                 token: "dead",
                 client: &client,
                 username: None,
+                name: None,
                 roles: None,
             })
             .await
@@ -749,6 +844,7 @@ mod tests {
                 token: "tok",
                 client: &client,
                 username: None,
+                name: None,
                 roles: None,
             })
             .await

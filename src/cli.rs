@@ -93,6 +93,9 @@ pub enum UserCmd {
         /// Display name (shown by authenticator apps after `totp enroll`).
         #[arg(long)]
         username: Option<String>,
+        /// Display name, shown as `_user.name` by sessions/list.all and info.admin.
+        #[arg(long, allow_hyphen_values = true)]
+        name: Option<String>,
         /// Comma-separated roles, e.g. admin,user.
         #[arg(long, value_delimiter = ',')]
         roles: Option<Vec<String>>,
@@ -135,6 +138,9 @@ pub enum SessionCmd {
         /// User agent; parsed into the device fields.
         #[arg(long, allow_hyphen_values = true)]
         user_agent: Option<String>,
+        /// The Host the login came to (Rocket.Chat's session `host`, e.g. chat.example.org).
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List sessions, newest first.
     List {

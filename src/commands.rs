@@ -10,7 +10,7 @@ use crate::auth::{encode_hash, hash_token, meteor_id};
 use crate::cli::{RevokedCmd, SessionCmd, TotpCmd, UserCmd};
 use crate::clock;
 use crate::config::{Config, EnvSource};
-use crate::store::{RedisOptions, SessionRecord, Store};
+use crate::store::{RedisOptions, SessionRecord, Store, StoredSession};
 use crate::totp::{self, crypto::SecretKey};
 
 /// Open the configured Redis store for an admin command.
@@ -43,6 +43,7 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
         UserCmd::Put {
             user_id,
             username,
+            name,
             roles,
         } => {
             let roles: Option<Vec<String>> = roles.map(|r| {
@@ -52,7 +53,12 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                     .collect()
             });
             store
-                .put_user(&user_id, username.as_deref(), roles.as_deref())
+                .put_user_named(
+                    &user_id,
+                    username.as_deref(),
+                    name.as_deref(),
+                    roles.as_deref(),
+                )
                 .await?;
             let user = store.get_user(&user_id).await?.context("user vanished")?;
             println!(
@@ -70,6 +76,7 @@ pub async fn user(cfg: &Config, cmd: UserCmd) -> anyhow::Result<()> {
             let shown = serde_json::json!({
                 "id": user.id,
                 "username": user.username,
+                "name": user.name,
                 "roles": user.roles,
                 "totpEnrolled": user.totp_secret.is_some(),
                 "backupCodesLeft": user.backup_codes.len(),
@@ -157,6 +164,7 @@ pub async fn session(cfg: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
             id,
             ip,
             user_agent,
+            host,
         } => {
             if token.is_empty() {
                 bail!("--token: must not be empty");
@@ -173,20 +181,21 @@ pub async fn session(cfg: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
                 logout_at_ms: None,
                 logout_by: None,
             };
-            store.add_session(&record).await?;
+            store.add_stored_session(&record, host.as_deref()).await?;
             println!("{id}");
         }
         SessionCmd::List { user, json } => {
-            let sessions = store.list_sessions(user.as_deref()).await?;
+            let stored = store.list_stored_sessions(user.as_deref()).await?;
             if json {
-                let list: Vec<_> = sessions.iter().map(session_json).collect();
+                let list: Vec<_> = stored.iter().map(session_json).collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
+                let sessions = stored.iter().map(|s| &s.record);
                 println!(
                     "{:<20} {:<20} {:<8} {:<16} LOGIN",
                     "SESSION", "USER", "STATUS", "IP"
                 );
-                for s in &sessions {
+                for s in sessions {
                     println!(
                         "{:<20} {:<20} {:<8} {:<16} {}",
                         s.id,
@@ -204,7 +213,7 @@ pub async fn session(cfg: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
         }
         SessionCmd::Show { session_id } => {
             let s = store
-                .get_session(&session_id)
+                .get_stored_session(&session_id)
                 .await?
                 .ok_or_else(|| anyhow!("session {session_id:?} not found"))?;
             println!("{}", session_json(&s));
@@ -278,10 +287,12 @@ pub async fn probe(url: &str) -> anyhow::Result<()> {
 }
 
 /// A session as JSON, Rocket.Chat field names; never the token hash.
-pub fn session_json(s: &SessionRecord) -> serde_json::Value {
+pub fn session_json(stored: &StoredSession) -> serde_json::Value {
+    let s = &stored.record;
     serde_json::json!({
         "sessionId": s.id,
         "userId": s.user_id,
+        "host": stored.host,
         "ip": s.ip,
         "userAgent": s.user_agent,
         "device": s.device,

@@ -139,6 +139,10 @@ pub struct TotpConfig {
     pub window: u8,
     /// Issuer shown by authenticator apps (`totp enroll`).
     pub issuer: String,
+    /// How long a verified second factor is remembered for the same login
+    /// token, client IP and User-Agent (Rocket.Chat's
+    /// `Accounts_TwoFactorAuthentication_RememberFor`); zero disables it.
+    pub remember: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -271,6 +275,7 @@ struct RawTotp {
     key_file: Option<String>,
     window: Option<u8>,
     issuer: Option<String>,
+    remember_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -342,6 +347,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("totp.key_file", Kind::Str),
     ("totp.window", Kind::Int),
     ("totp.issuer", Kind::Str),
+    ("totp.remember_seconds", Kind::Int),
     ("server.workers", Kind::Int),
     ("server.max_connections", Kind::Int),
     ("server.shutdown_grace_secs", Kind::Int),
@@ -652,7 +658,16 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
         key_file: raw.totp.key_file.map(PathBuf::from),
         window: raw.totp.window.unwrap_or(1),
         issuer: raw.totp.issuer.unwrap_or_else(|| "sessiongate".to_string()),
+        remember: Duration::from_secs(raw.totp.remember_seconds.unwrap_or(1800)),
     };
+    // A day at most: past it a stolen token on the same network skips the
+    // second factor for longer than any admin session needs.
+    if totp.remember > Duration::from_secs(MAX_REMEMBER_SECS) {
+        return Err(ConfigError::new(
+            "totp.remember_seconds",
+            format!("must be between 0 and {MAX_REMEMBER_SECS} (0 disables)"),
+        ));
+    }
     if totp.window > 10 {
         return Err(ConfigError::new("totp.window", "must be between 0 and 10"));
     }
@@ -796,6 +811,9 @@ fn validate(raw: Raw) -> Result<Config, ConfigError> {
     })
 }
 
+/// Upper bound of `totp.remember_seconds` (one day).
+const MAX_REMEMBER_SECS: u64 = 86_400;
+
 /// The permissions the gate checks, each held by `admin` unless configured.
 fn default_permissions() -> BTreeMap<String, Vec<String>> {
     [
@@ -827,6 +845,7 @@ mod tests {
         assert_eq!(c.logout.deny_delay, Duration::from_millis(1000));
         assert_eq!(c.logout.rate_limit_per_minute, 10);
         assert_eq!(c.totp.window, 1);
+        assert_eq!(c.totp.remember, Duration::from_secs(1800));
         assert_eq!(c.permissions["logout-device-management"], vec!["admin"]);
         assert_eq!(c.permissions["view-device-management"], vec!["admin"]);
         assert_eq!(c.proxy.pool_idle_timeout, Duration::from_secs(4));
@@ -852,6 +871,50 @@ mod tests {
         )
         .unwrap();
         assert!(none.permissions["view-device-management"].is_empty());
+    }
+
+    #[test]
+    fn remember_window_is_configurable_and_bounded() {
+        let off = Config::from_toml_str(
+            "[totp]\nremember_seconds = 0\n",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(off.totp.remember, Duration::ZERO);
+        let from_env = Config::from_toml_str(
+            "[totp]\nremember_seconds = 60\n",
+            &env(&[("SESSIONGATE_TOTP_REMEMBER_SECONDS", "5")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(from_env.totp.remember, Duration::from_secs(5));
+        for (text, vars, expected) in [
+            (
+                "[totp]\nremember_seconds = 86401",
+                vec![],
+                "totp.remember_seconds: must be between 0 and 86400 (0 disables)",
+            ),
+            (
+                "",
+                vec![("SESSIONGATE_TOTP_REMEMBER_SECONDS", "soon")],
+                "SESSIONGATE_TOTP_REMEMBER_SECONDS: expected an integer",
+            ),
+        ] {
+            let err = Config::from_toml_str(text, &env(&vars), &Overrides::default())
+                .expect_err(text)
+                .to_string();
+            assert_eq!(err, expected);
+        }
+        let err = Config::from_toml_str(
+            "[totp]\nremember_seconds = -1",
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .expect_err("negative")
+        .to_string();
+        assert!(err.starts_with("totp.remember_seconds: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

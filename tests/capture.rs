@@ -348,6 +348,8 @@ async fn unknown_admin_token_is_verified_with_the_upstream_once() {
     make_admin(&w.gate, "admin1", "root");
     w.upstream
         .set_me("admin1", "old-admin-token", "root", &["admin"]);
+    w.upstream
+        .set_me_name("admin1", "old-admin-token", "Root Admin");
 
     let (status, body) = call(
         &w.gate,
@@ -367,6 +369,11 @@ async fn unknown_admin_token_is_verified_with_the_upstream_once() {
     assert_eq!(learned.len(), 1);
     assert_eq!(learned[0]["ip"], "127.0.0.1");
     assert_eq!(learned[0]["userAgent"], "sessiongate-tests/1.0");
+    assert_eq!(learned[0]["host"], w.gate.addr.to_string());
+    // The display name from /api/v1/me lands on the user record.
+    let shown: Value =
+        serde_json::from_str(&cli_ok(&w.gate, &["user", "show", "admin1"])).expect("user show");
+    assert_eq!(shown["name"], "Root Admin");
 
     // A token the upstream refuses: 401, asked once, then refused from the cache.
     for _ in 0..3 {
@@ -434,23 +441,22 @@ async fn verification_off_never_asks_the_upstream() {
     assert!(w.upstream.seen_path("/api/v1/me").is_empty());
 }
 
-/// One `list`/`info` item as Rocket.Chat's aggregation writes it.
-fn item(s: &Value, device: &str) -> String {
+/// One `list`/`info` item as Rocket.Chat's aggregation writes it; `host` is
+/// the Host header the login came with (every login here: the gate's address).
+fn item(s: &Value, device: &str, host: &str) -> String {
     format!(
-        r#"{{"_id":"{id}","sessionId":"{id}","userId":"{user}","device":{device},"host":null,"ip":"127.0.0.1","loginAt":"{at}"}}"#,
+        r#"{{"_id":"{id}","sessionId":"{id}","userId":"{user}","device":{device},"host":"{host}","ip":"127.0.0.1","loginAt":"{at}"}}"#,
         id = text(s, "sessionId"),
         user = text(s, "userId"),
         at = text(s, "loginAt"),
     )
 }
 
-/// A `list.all`/`info.admin` item: the same plus `_user`.
-fn populated(s: &Value, device: &str, username: &str) -> String {
-    let base = item(s, device);
-    format!(
-        r#"{},"_user":{{"username":"{username}"}}}}"#,
-        &base[..base.len() - 1]
-    )
+/// A `list.all`/`info.admin` item: the same plus `_user` (`username`, then
+/// `name` when the user has one: the order of Rocket.Chat's user documents).
+fn populated(s: &Value, device: &str, host: &str, user: &str) -> String {
+    let base = item(s, device, host);
+    format!(r#"{},"_user":{user}}}"#, &base[..base.len() - 1])
 }
 
 fn page(items: &[String], total: usize, count: i64, offset: i64) -> String {
@@ -470,26 +476,34 @@ fn enc(text: &str) -> String {
 
 #[tokio::test]
 async fn device_endpoints_answer_with_rocket_chat_shapes() {
-    let w = world().await;
-    let fresh = |username: &str| LoginOptions {
+    // Each admin call here shows its own second factor being checked; the
+    // remembered second factor has its own test below.
+    let w = world_with("", "[totp]\nremember_seconds = 0", &[]).await;
+    let host = w.gate.addr.to_string();
+    let item = |s: &Value, device: &str| item(s, device, &host);
+    let populated = |s: &Value, device: &str, user: &str| populated(s, device, &host, user);
+    let fresh = |username: &str, name: Option<&str>| LoginOptions {
         fresh_tokens: true,
         username: Some(username.to_string()),
+        name: name.map(str::to_string),
         ..LoginOptions::default()
     };
     // victim: three devices (tokens vt-1..3); bob: one (bt-4); admin: one (at-5).
     w.upstream.set_login("victim", "vt");
-    w.upstream.set_login_options(fresh("alice"));
+    w.upstream
+        .set_login_options(fresh("alice", Some("Alice Liddell")));
     for ua in [FIREFOX, CHROME, MOBILE] {
         assert_eq!(login(&w.gate, "/api/v1/login", ua).await.0, 200);
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     w.upstream.set_login("bob", "bt");
-    w.upstream.set_login_options(fresh("bob"));
+    w.upstream.set_login_options(fresh("bob", None));
     assert_eq!(login(&w.gate, "/api/v1/login", FIREFOX).await.0, 200);
     tokio::time::sleep(Duration::from_millis(3)).await;
     let codes = make_admin(&w.gate, "admin1", "root");
     w.upstream.set_login("admin1", "at");
-    w.upstream.set_login_options(fresh("root"));
+    w.upstream
+        .set_login_options(fresh("root", Some("Root \"Admin\" Ü")));
     assert_eq!(login(&w.gate, "/api/v1/login", CHROME).await.0, 200);
 
     let victim = sessions(&w.gate, "victim");
@@ -672,11 +686,16 @@ async fn device_endpoints_answer_with_rocket_chat_shapes() {
         get("/api/v1/sessions/list.all".into(), admin_creds, None).await,
         (400, TOTP_REQUIRED.to_string())
     );
+    let alice = r#"{"username":"alice","name":"Alice Liddell"}"#;
     let everyone = [
-        populated(admin, CHROME_DEVICE, "root"),
-        populated(bob, FIREFOX_DEVICE, "bob"),
-        populated(mobile, MOBILE_DEVICE, "alice"),
-        populated(chrome, CHROME_DEVICE, "alice"),
+        populated(
+            admin,
+            CHROME_DEVICE,
+            r#"{"username":"root","name":"Root \"Admin\" Ü"}"#,
+        ),
+        populated(bob, FIREFOX_DEVICE, r#"{"username":"bob"}"#),
+        populated(mobile, MOBILE_DEVICE, alice),
+        populated(chrome, CHROME_DEVICE, alice),
     ];
     assert_eq!(
         get(
@@ -695,6 +714,41 @@ async fn device_endpoints_answer_with_rocket_chat_shapes() {
         )
         .await,
         (200, page(&everyone[2..], 2, 50, 0))
+    );
+    // The filter matches display names too; `_user.name` sorts (missing first).
+    assert_eq!(
+        get(
+            "/api/v1/sessions/list.all?filter=liddell".into(),
+            admin_creds,
+            Some(codes[4].clone())
+        )
+        .await,
+        (200, page(&everyone[2..], 2, 50, 0))
+    );
+    assert_eq!(
+        get(
+            format!(
+                "/api/v1/sessions/list.all?sort={}",
+                enc(r#"{"_user.name":1,"loginAt":1}"#)
+            ),
+            admin_creds,
+            Some(codes[5].clone())
+        )
+        .await,
+        (
+            200,
+            page(
+                &[
+                    everyone[1].clone(),
+                    everyone[3].clone(),
+                    everyone[2].clone(),
+                    everyone[0].clone()
+                ],
+                4,
+                50,
+                0
+            )
+        )
     );
     assert_eq!(
         get(
@@ -725,6 +779,141 @@ async fn device_endpoints_answer_with_rocket_chat_shapes() {
         (400, TOTP_INVALID.to_string())
     );
     // Nothing of this family reached the upstream.
+    assert!(w.upstream.seen_path("/api/v1/sessions/").is_empty());
+}
+
+/// `sessiongate_totp_remembered_total{endpoint=…}`.
+fn remembered(metrics: &str, endpoint: &str) -> u64 {
+    let prefix = format!("sessiongate_totp_remembered_total{{endpoint=\"{endpoint}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+}
+
+/// Rocket.Chat's admin device page: `list.all`, then `info.admin`, then
+/// `sessions/logout`, all 2FA-protected. One code, then the remembered
+/// second factor for the rest, as Rocket.Chat's `RememberFor` does.
+#[tokio::test]
+async fn admin_device_page_needs_one_code_for_list_info_and_logout() {
+    let w = world().await;
+    let host = w.gate.addr.to_string();
+    w.upstream.set_login("victim", "victim-token");
+    w.upstream.set_login_options(LoginOptions {
+        username: Some("alice".into()),
+        name: Some("Alice Liddell".into()),
+        ..LoginOptions::default()
+    });
+    assert_eq!(login(&w.gate, "/api/v1/login", FIREFOX).await.0, 200);
+    make_admin(&w.gate, "admin1", "root");
+    w.upstream.set_login("admin1", "admin-token");
+    w.upstream.set_login_options(LoginOptions {
+        username: Some("root".into()),
+        ..LoginOptions::default()
+    });
+    assert_eq!(login(&w.gate, "/api/v1/login", CHROME).await.0, 200);
+    // A session imported by hand, with the Host it came to.
+    let imported = cli_ok(
+        &w.gate,
+        &[
+            "session",
+            "add",
+            "--user",
+            "victim",
+            "--token=imported-token",
+            "--ip",
+            "192.0.2.9",
+            "--host",
+            "chat.example.org",
+        ],
+    );
+    let imported = imported.trim().to_string();
+    let victim = sessions(&w.gate, "victim");
+    let (imported_s, firefox) = (&victim[0], &victim[1]);
+    assert_eq!(text(imported_s, "sessionId"), imported);
+    let admin = &sessions(&w.gate, "admin1")[0];
+    let alice = r#"{"username":"alice","name":"Alice Liddell"}"#;
+    let imported_item = format!(
+        r#"{{"_id":"{imported}","sessionId":"{imported}","userId":"victim","device":null,"host":"chat.example.org","ip":"192.0.2.9","loginAt":"{}","_user":{alice}}}"#,
+        text(imported_s, "loginAt")
+    );
+    let firefox_item = populated(firefox, FIREFOX_DEVICE, &host, alice);
+    let admin_item = populated(admin, CHROME_DEVICE, &host, r#"{"username":"root"}"#);
+    let creds = Some(("admin1", "admin-token"));
+    let get = |path: String, code: Option<String>| {
+        let gate = &w.gate;
+        async move { call(gate, "GET", &path, creds, code.as_deref(), "").await }
+    };
+
+    // list.all: the first call needs a code.
+    assert_eq!(
+        get("/api/v1/sessions/list.all".into(), None).await,
+        (400, TOTP_REQUIRED.to_string())
+    );
+    assert_eq!(
+        get("/api/v1/sessions/list.all".into(), Some(code_now())).await,
+        (
+            200,
+            page(
+                &[
+                    imported_item.clone(),
+                    admin_item.clone(),
+                    firefox_item.clone()
+                ],
+                3,
+                50,
+                0
+            )
+        )
+    );
+    // info.admin: remembered.
+    let victim_id = text(firefox, "sessionId");
+    assert_eq!(
+        get(
+            format!("/api/v1/sessions/info.admin?sessionId={victim_id}"),
+            None
+        )
+        .await,
+        (200, with_success(&firefox_item))
+    );
+    // sessions/logout: remembered too (the window is the caller's, whatever
+    // endpoint opened it).
+    let (status, body) = call(
+        &w.gate,
+        "POST",
+        "/api/v1/sessions/logout",
+        creds,
+        None,
+        &logout_body(&victim_id),
+    )
+    .await;
+    assert_eq!((status, body), (200, ok_body(&victim_id)));
+    // The page reloads: still no code, the victim's device is gone.
+    assert_eq!(
+        get("/api/v1/sessions/list.all".into(), None).await,
+        (200, page(&[imported_item, admin_item], 2, 50, 0))
+    );
+    // Another browser of the same admin token needs its own code.
+    let other_browser = send(
+        w.gate.addr,
+        with_body(
+            request("GET", w.gate.addr, "/api/v1/sessions/list.all")
+                .header("user-agent", FIREFOX)
+                .header("X-User-Id", "admin1")
+                .header("X-Auth-Token", "admin-token"),
+            "",
+        ),
+    )
+    .await
+    .expect("gate answers");
+    assert_eq!(other_browser.status(), 400);
+    assert_eq!(other_browser.body(), TOTP_REQUIRED);
+
+    let metrics = w.gate.metrics().await;
+    assert_eq!(remembered(&metrics, "sessions_list_all"), 1);
+    assert_eq!(remembered(&metrics, "sessions_info_admin"), 1);
+    assert_eq!(remembered(&metrics, "sessions_logout"), 1);
     assert!(w.upstream.seen_path("/api/v1/sessions/").is_empty());
 }
 
@@ -857,6 +1046,8 @@ async fn ddp_login_result_over_a_websocket_is_captured_and_enforced() {
     }
     assert_eq!(captured.len(), 1, "DDP login captured");
     assert_eq!(captured[0]["device"]["type"], "mobile-app");
+    // The websocket handshake's Host, as Rocket.Chat records a DDP login's.
+    assert_eq!(captured[0]["host"], w.gate.addr.to_string());
     // Revoking the captured session closes this very socket.
     let id = text(&captured[0], "sessionId");
     cli_ok(&w.gate, &["session", "revoke", &id]);

@@ -83,6 +83,14 @@ fn check_config_reports_one_line_naming_the_key() {
             "totp.key_file",
         ),
         (format!("[totp]\nkey_file = \"{bad_key}\""), "totp.key_file"),
+        (
+            format!("[totp]\nkey_file = \"{key}\"\nremember_seconds = 90000"),
+            "totp.remember_seconds",
+        ),
+        (
+            format!("[totp]\nkey_file = \"{key}\"\nremember_seconds = -5"),
+            "totp.remember_seconds",
+        ),
         ("listen = \"127.0.0.1:1\"".to_string(), "totp.key_file"),
     ];
     for (text, key_name) in cases {

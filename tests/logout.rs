@@ -161,6 +161,10 @@ impl<'a> Call<'a> {
         self.code = Some(code.into());
         self
     }
+    fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.extra.push((name, value));
+        self
+    }
     fn body(mut self, content_type: Option<&'a str>, body: &str) -> Self {
         self.content_type = content_type;
         self.body = body.to_string();
@@ -204,8 +208,10 @@ fn assert_api_headers(headers: &http::HeaderMap) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_row_of_the_contract_answers_exactly() {
-    // More calls than the default 10/min: the limit has its own test.
-    let w = world_with("rate_limit_per_minute = 100").await;
+    // More calls than the default 10/min: the limit has its own test. Every
+    // row of the contract needs a fresh second factor: nothing is remembered
+    // (the remember window has its own tests).
+    let w = world_with("rate_limit_per_minute = 100\n[totp]\nremember_seconds = 0").await;
     let g = &w.gate;
 
     // Row 1: missing headers, unknown token, token of another user.
@@ -434,7 +440,9 @@ async fn sixth_attempt_after_five_totp_failures_is_429_even_with_a_correct_code(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_code_is_refused_on_another_replica_and_backup_codes_are_single_use() {
-    let w = world().await;
+    // Replays from the same client would be inside its remember window (where
+    // codes are ignored): this test is about the codes themselves.
+    let w = world_with("[totp]\nremember_seconds = 0").await;
     let opts = w.gate.opts.clone();
     let other = Gate::start(opts).await;
     cli_ok(
@@ -710,4 +718,380 @@ async fn audit_log_records_attempts_without_tokens_or_codes() {
     ] {
         assert!(!log.contains(secret), "log leaks {secret}: {log}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// The remembered second factor (SPEC §11, `totp.remember_seconds`).
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36";
+
+/// The gate trusts the loopback peer as a proxy, so each call names its
+/// client address in X-Forwarded-For (the gate takes the last entry).
+const BEHIND_PROXY: &str = "rate_limit_per_minute = 0\n[server]\ntrusted_proxies = [\"127.0.0.1\"]";
+
+/// A victim session `id` with its own token.
+fn add_victim(gate: &Gate, id: &str) {
+    cli_ok(
+        gate,
+        &[
+            "session",
+            "add",
+            "--user",
+            "victim",
+            &format!("--token=token-of-{id}"),
+            "--id",
+            id,
+        ],
+    );
+}
+
+/// The admin's call as one client: an address and a browser.
+fn admin_from<'a>(ip: &'a str, agent: &'a str, session: &str) -> Call<'a> {
+    Call::admin(session)
+        .header("x-forwarded-for", ip)
+        .header("user-agent", agent)
+}
+
+fn remembered_count(metrics: &str, endpoint: &str) -> u64 {
+    let prefix = format!("sessiongate_totp_remembered_total{{endpoint=\"{endpoint}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+}
+
+fn wrong_code() -> &'static str {
+    if code_now() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_code_is_remembered_for_the_same_token_address_and_agent() {
+    let w = world_with(BEHIND_PROXY).await;
+    let g = &w.gate;
+    for id in [
+        "victimSession0002",
+        "victimSession0003",
+        "victimSession0004",
+    ] {
+        add_victim(g, id);
+    }
+    let here = ("203.0.113.10", FIREFOX);
+    let codes = cli_ok(g, &["totp", "backup-codes", ADMIN]);
+    let backup: Vec<&str> = codes.lines().collect();
+
+    // The first call needs a code; it opens the window.
+    let (status, body, _) = admin_from(here.0, here.1, VICTIM_SESSION).send(g).await;
+    assert_eq!((status, body.as_str()), (400, TOTP_REQUIRED));
+    let (status, body, _) = admin_from(here.0, here.1, VICTIM_SESSION)
+        .code(code_now())
+        .send(g)
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, ok_body(VICTIM_SESSION).as_str())
+    );
+
+    // Same token, address and agent: no code needed.
+    let (status, body, headers) = admin_from(here.0, here.1, "victimSession0002")
+        .send(g)
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, ok_body("victimSession0002").as_str())
+    );
+    assert_api_headers(&headers);
+    // A code sent inside the window is ignored: a wrong one is not refused,
+    // a backup code is not used up (another client can still spend it).
+    let (status, body, _) = admin_from(here.0, here.1, "victimSession0003")
+        .code(wrong_code())
+        .send(g)
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, ok_body("victimSession0003").as_str())
+    );
+    let (status, body, _) = admin_from(here.0, here.1, "noSuchSession0001")
+        .code(backup[0])
+        .send(g)
+        .await;
+    assert_eq!((status, body.as_str()), (404, NOT_FOUND));
+    let shown = cli_ok(g, &["user", "show", ADMIN]);
+    assert!(shown.contains(r#""backupCodesLeft":10"#), "{shown}");
+
+    // Another address or another agent: a code is required again.
+    for (ip, agent) in [("203.0.113.11", FIREFOX), (here.0, CHROME)] {
+        let (status, body, _) = admin_from(ip, agent, "victimSession0004").send(g).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (400, TOTP_REQUIRED),
+            "{ip} {agent}"
+        );
+    }
+    // ... and the backup code the remembered client sent is still good there.
+    let (status, body, _) = admin_from("203.0.113.11", FIREFOX, "victimSession0004")
+        .code(backup[0])
+        .send(g)
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, ok_body("victimSession0004").as_str())
+    );
+    // That verified code moved the token's window to the new client (one per
+    // token, as in Rocket.Chat): the first client needs a code again.
+    let (status, body, _) = admin_from("203.0.113.11", FIREFOX, "noSuchSession0001")
+        .send(g)
+        .await;
+    assert_eq!((status, body.as_str()), (404, NOT_FOUND));
+    let (status, body, _) = admin_from(here.0, here.1, "noSuchSession0001")
+        .send(g)
+        .await;
+    assert_eq!((status, body.as_str()), (400, TOTP_REQUIRED));
+
+    // Another token of the same user, from the remembered client: a code again.
+    cli_ok(
+        g,
+        &[
+            "session",
+            "add",
+            "--user",
+            ADMIN,
+            "--token=admin-token-2",
+            "--id",
+            "adminSession00002",
+        ],
+    );
+    let (status, body, _) = Call::new(ADMIN, "admin-token-2", "noSuchSession0001")
+        .header("x-forwarded-for", here.0)
+        .header("user-agent", here.1)
+        .send(g)
+        .await;
+    assert_eq!((status, body.as_str()), (400, TOTP_REQUIRED));
+
+    // Four calls went through a window, four logouts succeeded.
+    let metrics = g.metrics().await;
+    assert_eq!(remembered_count(&metrics, "sessions_logout"), 4);
+    assert_eq!(remembered_count(&metrics, "sessions_list_all"), 0);
+    assert!(
+        metrics.contains(r#"sessiongate_logout_outcomes_total{outcome="success"} 4"#),
+        "{metrics}"
+    );
+    assert!(w.upstream.seen_path("logout").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_replica_honours_the_window_and_permission_and_rate_limit_still_apply() {
+    let w = world_with("rate_limit_per_minute = 4").await;
+    let other = Gate::start(w.gate.opts.clone()).await;
+    add_victim(&w.gate, "victimSession0002");
+    // Replica A verifies the code; replica B lets the same client through.
+    let (status, _, _) = Call::admin(VICTIM_SESSION)
+        .header("user-agent", FIREFOX)
+        .code(code_now())
+        .send(&w.gate)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = Call::admin("victimSession0002")
+        .header("user-agent", FIREFOX)
+        .send(&other)
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, ok_body("victimSession0002").as_str())
+    );
+    assert_eq!(
+        remembered_count(&other.metrics().await, "sessions_logout"),
+        1
+    );
+
+    // The permission is still checked inside the window: a user who lost the
+    // role is refused before any second factor.
+    cli_ok(&w.gate, &["user", "put", ADMIN, "--roles", "user"]);
+    let (status, body, _) = Call::admin("noSuchSession0001")
+        .header("user-agent", FIREFOX)
+        .send(&w.gate)
+        .await;
+    assert_eq!((status, body.as_str()), (403, FORBIDDEN));
+    cli_ok(&w.gate, &["user", "put", ADMIN, "--roles", "admin,user"]);
+
+    // The per-user rate limit (4/min here) counts remembered calls too.
+    let (status, body, _) = Call::admin("noSuchSession0001")
+        .header("user-agent", FIREFOX)
+        .send(&w.gate)
+        .await;
+    assert_eq!((status, body.as_str()), (404, NOT_FOUND), "4th call");
+    let (status, body, headers) = Call::admin("noSuchSession0001")
+        .header("user-agent", FIREFOX)
+        .send(&other)
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(body.ends_with("[error-too-many-requests]\"}"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn totp_lockout_answers_429_inside_the_window() {
+    let w = world_with("rate_limit_per_minute = 0").await;
+    let (status, _, _) = Call::admin("noSuchSession0001")
+        .header("user-agent", FIREFOX)
+        .code(code_now())
+        .send(&w.gate)
+        .await;
+    assert_eq!(status, 404);
+    // Codes sent inside the window are ignored, so its own client cannot
+    // fail: another client of the user (other agent) fails five times.
+    for _ in 0..5 {
+        let (status, body, _) = Call::admin(VICTIM_SESSION)
+            .header("user-agent", CHROME)
+            .code(wrong_code())
+            .send(&w.gate)
+            .await;
+        assert_eq!((status, body.as_str()), (400, TOTP_INVALID));
+    }
+    let (status, body, headers) = Call::admin(VICTIM_SESSION)
+        .header("user-agent", FIREFOX)
+        .send(&w.gate)
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let out = cli_ok(&w.gate, &["session", "show", VICTIM_SESSION]);
+    assert!(out.contains(r#""active":true"#), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remember_seconds_zero_asks_for_a_code_on_every_call() {
+    let w = world_with("[totp]\nremember_seconds = 0").await;
+    let (status, _, _) = Call::admin("noSuchSession0001")
+        .code(code_now())
+        .send(&w.gate)
+        .await;
+    assert_eq!(status, 404);
+    let (status, body, _) = Call::admin(VICTIM_SESSION).send(&w.gate).await;
+    assert_eq!((status, body.as_str()), (400, TOTP_REQUIRED));
+    let metrics = w.gate.metrics().await;
+    assert_eq!(remembered_count(&metrics, "sessions_logout"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_ends_after_remember_seconds_even_while_used() {
+    let w = world_with("rate_limit_per_minute = 0\n[totp]\nremember_seconds = 2").await;
+    let opened = std::time::Instant::now();
+    let (status, _, _) = Call::admin("noSuchSession0001")
+        .code(code_now())
+        .send(&w.gate)
+        .await;
+    assert_eq!(status, 404);
+    // Used every 100 ms until it ends: use never extends it.
+    let deadline = opened + Duration::from_secs(8);
+    let mut uses = 0;
+    let ended = loop {
+        let (status, body, _) = Call::admin("noSuchSession0001").send(&w.gate).await;
+        match (status, body.as_str()) {
+            (404, NOT_FOUND) => uses += 1,
+            (400, TOTP_REQUIRED) => break opened.elapsed(),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "window never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(uses > 0);
+    assert!(
+        ended >= Duration::from_millis(1800) && ended < Duration::from_secs(4),
+        "a 2 s window ended after {ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_revocation_of_the_callers_token_ends_its_window() {
+    let w = world_with("rate_limit_per_minute = 0").await;
+    let g = &w.gate;
+    let codes = cli_ok(g, &["totp", "backup-codes", ADMIN]);
+    let backup: Vec<&str> = codes.lines().collect();
+    let window_of = |token: &str| {
+        format!(
+            "sg:totp:remember:{}",
+            sessiongate::auth::encode_hash(&sessiongate::auth::hash_token(token))
+        )
+    };
+    // Four admin sessions, each with a window opened by a backup code.
+    let sessions = [
+        "adminSessionA0001",
+        "adminSessionB0001",
+        "adminSessionC0001",
+        "adminSessionD0001",
+    ];
+    for (i, id) in sessions.iter().enumerate() {
+        let token = format!("admin-token-{id}");
+        cli_ok(
+            g,
+            &[
+                "session",
+                "add",
+                "--user",
+                ADMIN,
+                &format!("--token={token}"),
+                "--id",
+                id,
+            ],
+        );
+        let (status, _, _) = Call::new(ADMIN, &token, "noSuchSession0001")
+            .code(backup[i])
+            .send(g)
+            .await;
+        assert_eq!(status, 404);
+        let (status, _, _) = Call::new(ADMIN, &token, "noSuchSession0001").send(g).await;
+        assert_eq!(status, 404, "remembered");
+        assert_eq!(w.redis.cmd(&["EXISTS", &window_of(&token)]).int(), Some(1));
+    }
+    let token = |i: usize| format!("admin-token-{}", sessions[i]);
+    // A: the logout endpoint, on the caller's own session (no code: remembered).
+    let (status, body, _) = Call::new(ADMIN, &token(0), sessions[0]).send(g).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, ok_body(sessions[0]).as_str())
+    );
+    // B: logout.me.
+    let resp = send(
+        g.addr,
+        with_body(
+            request("POST", g.addr, "/api/v1/sessions/logout.me")
+                .header("X-User-Id", ADMIN)
+                .header("X-Auth-Token", token(1))
+                .header("content-type", "application/json"),
+            format!(r#"{{"sessionId":"{}"}}"#, sessions[1]),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    // C: the CLI.
+    cli_ok(g, &["session", "revoke", sessions[2]]);
+    // D: the user's own logout, accepted by the upstream.
+    let resp = send(
+        g.addr,
+        with_body(
+            request("POST", g.addr, "/api/v1/logout")
+                .header("X-User-Id", ADMIN)
+                .header("X-Auth-Token", token(3)),
+            "",
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    for (i, id) in sessions.iter().enumerate() {
+        assert_eq!(
+            w.redis.cmd(&["EXISTS", &window_of(&token(i))]).int(),
+            Some(0),
+            "window of {id} survived its revocation"
+        );
+    }
+    // The remaining admin token still needs its own code.
+    let (status, body, _) = Call::admin("noSuchSession0001").send(g).await;
+    assert_eq!((status, body.as_str()), (400, TOTP_REQUIRED));
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::redis_server::{RedisServer, Reply, ServerConfig, free_port};
 use sessiongate::auth::{TokenHash, encode_hash, hash_token};
 use sessiongate::store::{
-    Commit, CommitOutcome, FeedEvent, Precheck, PrecheckOutcome, Proof, RedisOptions,
-    SessionRecord, Store, StoreError, UserRecord,
+    Commit, CommitOutcome, FeedEvent, Precheck, PrecheckOutcome, Proof, RedisOptions, Remember,
+    SessionRecord, Store, StoreError, StoredSession, UserRecord,
 };
 use tokio::sync::mpsc;
 
@@ -103,6 +103,7 @@ fn commit<'a>(user: &'a str, proof: Proof, target: &'a str) -> Commit<'a> {
         step_marker_ttl_secs: 90,
         lockout_window_secs: 300,
         now_ms: now_ms(),
+        remember: None,
     }
 }
 
@@ -186,6 +187,9 @@ on_both_backends!(
     user_updates_keep_secret_and_backup_codes,
     sessions_list_newest_first_and_replacing_a_session_reindexes_it,
     feed_sends_snapshot_first_then_each_revocation,
+    remembered_second_factor_covers_one_token_and_client_until_revoked,
+    remember_window_ends_on_time_and_use_never_extends_it,
+    sessions_keep_their_host_and_users_their_display_name,
 );
 
 async fn precheck_authorizes_the_owner_of_an_active_token(store: Store) {
@@ -203,6 +207,7 @@ async fn precheck_authorizes_the_owner_of_an_active_token(store: Store) {
             user: Some(UserRecord {
                 id: "admin1".into(),
                 username: "root".into(),
+                name: None,
                 roles: vec!["admin".into()],
                 totp_secret: Some("sealed".into()),
                 backup_codes: vec![],
@@ -376,6 +381,7 @@ async fn accepted_totp_step_is_never_accepted_again(store: Store) {
         Ok(CommitOutcome::Revoked {
             token_hash_b64: h("tok-victim"),
             expires_at_secs: expiry_after(first.now_ms, 90 * DAY),
+            remembered: false,
         })
     );
     // Replay of the same step, even against another session.
@@ -414,7 +420,7 @@ async fn accepted_totp_step_is_never_accepted_again(store: Store) {
         store
             .logout_commit(&commit("user2", Proof::TotpSteps(vec![1000]), "s-missing"))
             .await,
-        Ok(CommitOutcome::SessionNotFound)
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
     );
 }
 
@@ -510,7 +516,7 @@ async fn good_code_on_missing_or_logged_out_session_is_not_found_and_stays_used(
         store
             .logout_commit(&commit("admin1", Proof::TotpSteps(vec![5]), "nope"))
             .await,
-        Ok(CommitOutcome::SessionNotFound)
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
     );
     assert_eq!(
         store
@@ -529,7 +535,7 @@ async fn good_code_on_missing_or_logged_out_session_is_not_found_and_stays_used(
         store
             .logout_commit(&commit("admin1", Proof::TotpSteps(vec![6]), "s-victim"))
             .await,
-        Ok(CommitOutcome::SessionNotFound)
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
     );
 }
 
@@ -612,6 +618,7 @@ async fn user_updates_keep_secret_and_backup_codes(store: Store) {
         Ok(Some(UserRecord {
             id: "u".into(),
             username: "alice2".into(),
+            name: None,
             roles: admin.clone(),
             totp_secret: Some("sealed-1".into()),
             backup_codes: vec!["c1".into()],
@@ -629,6 +636,7 @@ async fn user_updates_keep_secret_and_backup_codes(store: Store) {
         Ok(Some(UserRecord {
             id: "bare".into(),
             username: String::new(),
+            name: None,
             roles: vec![],
             totp_secret: None,
             backup_codes: vec![],
@@ -738,8 +746,294 @@ async fn feed_sends_snapshot_first_then_each_revocation(store: Store) {
     );
 }
 
+fn remember<'a>(token_hash: &'a str, client: &'a str, ttl_secs: u64) -> Option<Remember<'a>> {
+    Some(Remember {
+        token_hash_b64: token_hash,
+        client,
+        ttl_secs,
+    })
+}
+
+fn remembering<'a>(proof: Proof, target: &'a str, window: Option<Remember<'a>>) -> Commit<'a> {
+    Commit {
+        remember: window,
+        ..commit("admin1", proof, target)
+    }
+}
+
+async fn remembered_second_factor_covers_one_token_and_client_until_revoked(store: Store) {
+    seed(&store).await;
+    let admin = h("tok-admin");
+    let here = remember(&admin, "client-a", 1800);
+    // No window yet: no code is 5a, and no failure is counted for it.
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "s-victim", here.clone()))
+            .await,
+        Ok(CommitOutcome::TotpRequired)
+    );
+    // A verified code opens the window (even when the target is not found).
+    assert_eq!(
+        store
+            .logout_commit(&remembering(
+                Proof::TotpSteps(vec![100]),
+                "nope",
+                here.clone()
+            ))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
+    );
+    assert!(matches!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "s-victim", here.clone()))
+            .await,
+        Ok(CommitOutcome::Revoked {
+            remembered: true,
+            ..
+        })
+    ));
+    // Inside the window a code is ignored: neither consumed nor counted.
+    for proof in [Proof::TotpSteps(vec![101]), Proof::Invalid] {
+        assert_eq!(
+            store
+                .logout_commit(&remembering(proof, "nope", here.clone()))
+                .await,
+            Ok(CommitOutcome::SessionNotFound { remembered: true })
+        );
+    }
+    assert_eq!(
+        store
+            .logout_commit(&commit("admin1", Proof::TotpSteps(vec![101]), "nope"))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false }),
+        "step 101 was not used up inside the window"
+    );
+    let strict = Precheck {
+        lockout: (1, 300),
+        ..precheck("admin1", &admin)
+    };
+    assert!(matches!(
+        store.logout_precheck(&strict).await,
+        Ok(PrecheckOutcome::Authorized { .. })
+    ));
+    // Another client of the same token, another token from the same client.
+    let other_hash = h("tok-other");
+    for elsewhere in [
+        remember(&admin, "client-b", 1800),
+        remember(&other_hash, "client-a", 1800),
+    ] {
+        assert_eq!(
+            store
+                .logout_commit(&remembering(Proof::Missing, "s-other", elsewhere))
+                .await,
+            Ok(CommitOutcome::TotpRequired)
+        );
+    }
+    // A code verified from another client moves the token's window there,
+    // as Rocket.Chat keeps one fingerprint per token.
+    let there = remember(&admin, "client-b", 1800);
+    assert_eq!(
+        store
+            .logout_commit(&remembering(
+                Proof::TotpSteps(vec![102]),
+                "nope",
+                there.clone()
+            ))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
+    );
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "nope", there))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: true })
+    );
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "nope", here.clone()))
+            .await,
+        Ok(CommitOutcome::TotpRequired)
+    );
+    // Revoking the caller's own session ends its window.
+    let there = remember(&admin, "client-b", 1800);
+    assert!(
+        store
+            .revoke_session("s-admin", "cli", DAY, now_ms())
+            .await
+            .expect("revoke")
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "s-other", there))
+            .await,
+        Ok(CommitOutcome::TotpRequired)
+    );
+}
+
+async fn remember_window_ends_on_time_and_use_never_extends_it(store: Store) {
+    seed(&store).await;
+    let admin = h("tok-admin");
+    let here = remember(&admin, "client-a", 1);
+    let opened = Instant::now();
+    assert_eq!(
+        store
+            .logout_commit(&remembering(
+                Proof::TotpSteps(vec![200]),
+                "nope",
+                here.clone()
+            ))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
+    );
+    // Used every 50 ms: a window that use extended would never end.
+    let deadline = opened + Duration::from_secs(5);
+    let mut uses = 0;
+    let ended = loop {
+        match store
+            .logout_commit(&remembering(Proof::Missing, "nope", here.clone()))
+            .await
+        {
+            Ok(CommitOutcome::SessionNotFound { remembered: true }) => uses += 1,
+            Ok(CommitOutcome::TotpRequired) => break opened.elapsed(),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "window still open after 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(uses > 0, "the window let calls through first");
+    assert!(
+        ended >= Duration::from_millis(900) && ended < Duration::from_millis(1900),
+        "window of 1 s ended after {ended:?}"
+    );
+    // A fresh code opens a fresh window.
+    assert_eq!(
+        store
+            .logout_commit(&remembering(
+                Proof::TotpSteps(vec![201]),
+                "nope",
+                here.clone()
+            ))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
+    );
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::Missing, "nope", here))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: true })
+    );
+}
+
+async fn sessions_keep_their_host_and_users_their_display_name(store: Store) {
+    let plain = session("s1", "u1", "t1", 1_000);
+    let hosted = session("s2", "u1", "t2", 2_000);
+    store.add_session(&plain).await.expect("add");
+    store
+        .add_stored_session(&hosted, Some("chat.example.org:8443"))
+        .await
+        .expect("add");
+    assert_eq!(
+        store.get_stored_session("s2").await,
+        Ok(Some(StoredSession {
+            record: hosted.clone(),
+            host: Some("chat.example.org:8443".into()),
+        }))
+    );
+    assert_eq!(store.get_session("s2").await, Ok(Some(hosted.clone())));
+    let listed: Vec<(String, Option<String>)> = store
+        .list_stored_sessions(Some("u1"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| (s.record.id, s.host))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("s2".to_owned(), Some("chat.example.org:8443".to_owned())),
+            ("s1".to_owned(), None)
+        ]
+    );
+    // Re-adding a session without a host forgets the old one.
+    store.add_session(&hosted).await.expect("add");
+    assert_eq!(
+        store
+            .get_stored_session("s2")
+            .await
+            .map(|s| s.and_then(|s| s.host)),
+        Ok(None)
+    );
+
+    store
+        .put_user_named("u1", Some("alice"), Some("Alice Liddell"), None)
+        .await
+        .expect("put");
+    // Updates that do not name it keep it.
+    store
+        .put_user("u1", Some("alice2"), None)
+        .await
+        .expect("put");
+    let user = store.get_user("u1").await.expect("get").expect("exists");
+    assert_eq!(
+        (user.username.as_str(), user.name.as_deref()),
+        ("alice2", Some("Alice Liddell"))
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Redis only.
+
+#[tokio::test]
+async fn remember_window_key_holds_hashes_only_and_dies_with_the_session() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    seed(&store).await;
+    let admin = h("tok-admin");
+    let client = sessiongate::auth::client_fingerprint(
+        "203.0.113.7".parse().expect("ip"),
+        Some("Mozilla/5.0 Firefox/121.0"),
+    );
+    let window = remember(&admin, &client, 1800);
+    assert_eq!(
+        store
+            .logout_commit(&remembering(Proof::TotpSteps(vec![300]), "nope", window))
+            .await,
+        Ok(CommitOutcome::SessionNotFound { remembered: false })
+    );
+    let key = format!("sg:totp:remember:{admin}");
+    let Reply::Array(Some(fields)) = server.cmd(&["HGETALL", &key]) else {
+        panic!("HGETALL failed");
+    };
+    assert_eq!(fields.len(), 2, "one client: {fields:?}");
+    assert_eq!(fields[0].text(), Some(client.as_str()));
+    let ends: u64 = fields[1].text().and_then(|t| t.parse().ok()).expect("ms");
+    let now = now_ms();
+    assert!(
+        ends > now + 1_700_000 && ends <= now + 1_800_000 + 1_000,
+        "window ends at {ends}, now {now}"
+    );
+    let Reply::Int(pttl) = server.cmd(&["PTTL", &key]) else {
+        panic!("PTTL failed");
+    };
+    assert!((1_700_000..=1_800_000).contains(&pttl), "pttl {pttl}");
+    // No clear token, address or agent anywhere in Redis.
+    let Reply::Array(Some(keys)) = server.cmd(&["KEYS", "*"]) else {
+        panic!("KEYS failed");
+    };
+    for k in keys.iter().filter_map(|k| k.text()) {
+        assert!(
+            !k.contains("tok-admin") && !k.contains("203.0.113.7"),
+            "{k}"
+        );
+    }
+    // Revocation deletes it in the same script.
+    store
+        .revoke_session("s-admin", "cli", DAY, now_ms())
+        .await
+        .expect("revoke");
+    assert_eq!(server.cmd(&["EXISTS", &key]), Reply::Int(0));
+}
 
 #[tokio::test]
 async fn keys_follow_the_documented_schema_and_windows_expire() {
@@ -1286,6 +1580,7 @@ async fn cluster_url_runs_the_scripts_on_the_slot_owner_and_feeds_from_any_node(
         Ok(CommitOutcome::Revoked {
             token_hash_b64: h("tok-victim"),
             expires_at_secs: expiry_after(step.now_ms, 90 * DAY),
+            remembered: false,
         })
     );
     assert_eq!(

@@ -29,6 +29,19 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    pub endpoint: &'static str,
+}
+
+/// Endpoints the gate answers with a second factor (`endpoint` label of
+/// `totp_remembered`), pre-registered so they read 0 before the first use.
+pub const SECOND_FACTOR_ENDPOINTS: [&str; 3] = [
+    "sessions_logout",
+    "sessions_list_all",
+    "sessions_info_admin",
+];
+
 /// Route classes (`route::Route::label`), pre-registered.
 const ROUTE_LABELS: [&str; 7] = [
     "other",
@@ -66,6 +79,8 @@ pub struct Metrics {
     pub capture_failures: Family<KindLabel, Counter>,
     /// Unknown-token lookups against the upstream's `/api/v1/me`, by outcome.
     pub token_verifications: Family<OutcomeLabel, Counter>,
+    /// Calls a remembered second factor let through without a code, by endpoint.
+    pub totp_remembered: Family<EndpointLabel, Counter>,
     pub last_sync_unix: Gauge,
 }
 
@@ -182,6 +197,15 @@ impl Metrics {
             "Unknown caller tokens checked with the upstream's /api/v1/me, by outcome",
             token_verifications.clone(),
         );
+        let totp_remembered = Family::<EndpointLabel, Counter>::default();
+        registry.register(
+            "totp_remembered",
+            "Calls let through by a remembered second factor (totp.remember_seconds) instead of a code, by endpoint",
+            totp_remembered.clone(),
+        );
+        for endpoint in SECOND_FACTOR_ENDPOINTS {
+            let _ = totp_remembered.get_or_create(&EndpointLabel { endpoint });
+        }
         let last_sync_unix = Gauge::default();
         registry.register(
             "last_full_sync_timestamp_seconds",
@@ -218,6 +242,7 @@ impl Metrics {
             sessions_captured,
             capture_failures,
             token_verifications,
+            totp_remembered,
             last_sync_unix,
         }
     }
@@ -238,6 +263,13 @@ impl Metrics {
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// One call let through by a remembered second factor.
+    pub fn remembered_call(&self, endpoint: &'static str) {
+        self.totp_remembered
+            .get_or_create(&EndpointLabel { endpoint })
             .inc();
     }
 

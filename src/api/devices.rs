@@ -22,10 +22,19 @@
 //! that page only (Rocket.Chat's `$skip`/`$limit` precede its custom
 //! `$sort`); `filter` is a case-insensitive substring of
 //! device name + type + OS name + session id + user id (and, for `list.all`,
-//! of the username). Differences: `host` is `null` (the gate does not record
-//! it), `_user` carries `username` only, `info.admin` matches the session id
-//! exactly, and `info` returns the session fields of `DeviceManagementSession`
-//! (plus `logoutAt`/`logoutBy`), not Rocket.Chat's whole internal document.
+//! of the username or display name). `host` is the `Host` header the login
+//! came with (`null` for sessions added without one, as Rocket.Chat's `$first`
+//! of a missing field); `_user` carries `username` then `name`, the order of
+//! Rocket.Chat's user documents (its `$project` keeps the stored order, and
+//! accounts are inserted with `username`, `name` set after). Differences:
+//! `_user` has no `avatarETag`/`avatarOrigin` (the gate does not know them),
+//! `info.admin` matches the session id exactly, and `info` returns the session
+//! fields of `DeviceManagementSession` (plus `logoutAt`/`logoutBy`), not
+//! Rocket.Chat's whole internal document.
+//!
+//! `list.all` and `info.admin` honour the remembered second factor
+//! (`totp.remember_seconds`) exactly as the logout endpoint does: a code
+//! verified on any of the three opens the window for all of them.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,21 +48,25 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use crate::admin::Metrics;
 use crate::api::body::{InvalidParams, parse_logout_body};
 use crate::api::error::{ApiError, json_response, logout_success};
 use crate::api::logout::{
-    ReadBody, caller_or_refusal, commit_for, deny_delay, header_text, read_body,
+    ReadBody, caller_or_refusal, commit_for, deny_delay, header_text, read_body, remembered,
     second_factor_proof, store_error, truncate,
 };
 use crate::auth::verify::CallerAuth;
-use crate::auth::{Permissions, decode_hash, encode_hash, hash_token};
+use crate::auth::{Permissions, client_fingerprint, decode_hash, encode_hash, hash_token};
 use crate::body::Body;
 use crate::capture::ClientFacts;
 use crate::config::Config;
 use crate::proxy::ConnInfo;
 use crate::revocation::RevokedSet;
 use crate::route::DeviceEndpoint;
-use crate::store::{CommitOutcome, Precheck, Proof, SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{
+    CommitOutcome, Precheck, Proof, Remember, SessionRecord, Store, StoreError, StoredSession,
+    UserRecord,
+};
 use crate::totp::crypto::SecretKey;
 
 /// The permission `list.all` and `info.admin` require.
@@ -110,12 +123,15 @@ struct Inner {
     key: Arc<SecretKey>,
     permissions: Permissions,
     revoked: RevokedSet,
+    metrics: Arc<Metrics>,
     deny_delay: Duration,
     max_body_bytes: usize,
     totp_max_failures: u32,
     totp_lockout_secs: u64,
     totp_window: u8,
     token_lifetime_secs: u64,
+    /// `totp.remember_seconds`; 0: every admin call needs a code.
+    remember_secs: u64,
 }
 
 /// Validated query of `list` / `list.all` (step 3); `sort` is parsed by the
@@ -148,6 +164,7 @@ impl DevicesApi {
         key: Arc<SecretKey>,
         revoked: RevokedSet,
         caller: CallerAuth,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -156,12 +173,14 @@ impl DevicesApi {
                 key,
                 permissions: Permissions::new(&cfg.permissions),
                 revoked,
+                metrics,
                 deny_delay: cfg.logout.deny_delay,
                 max_body_bytes: cfg.logout.max_body_bytes,
                 totp_max_failures: cfg.logout.totp_max_failures,
                 totp_lockout_secs: cfg.logout.totp_lockout.as_secs(),
                 totp_window: cfg.totp.window,
                 token_lifetime_secs: cfg.revocation.token_lifetime.as_secs(),
+                remember_secs: cfg.totp.remember.as_secs(),
             }),
         }
     }
@@ -274,8 +293,24 @@ impl DevicesApi {
             if !inner.permissions.allows(&user.roles, VIEW_PERMISSION) {
                 return Err(ApiError::Forbidden);
             }
-            let proof = second_factor_proof(&inner.key, user, headers, inner.totp_window)?;
-            self.consume_second_factor(&user.id, proof).await?;
+            let remembering = inner.remember_secs > 0;
+            let proof =
+                second_factor_proof(&inner.key, user, headers, inner.totp_window, remembering)?;
+            let fingerprint = client_fingerprint(client.ip, client.user_agent.as_deref());
+            let remember = remembering.then(|| Remember {
+                token_hash_b64: &token_hash_b64,
+                client: &fingerprint,
+                ttl_secs: inner.remember_secs,
+            });
+            if self
+                .consume_second_factor(&user.id, proof, remember)
+                .await?
+            {
+                inner.metrics.remembered_call(match endpoint {
+                    DeviceEndpoint::ListAll => "sessions_list_all",
+                    _ => "sessions_info_admin",
+                });
+            }
         }
 
         // 6. The action.
@@ -290,8 +325,15 @@ impl DevicesApi {
         }
     }
 
-    /// Make the proof single-use (and count a bad one) without revoking anything.
-    async fn consume_second_factor(&self, user_id: &str, proof: Proof) -> Result<(), ApiError> {
+    /// Make the proof single-use (and count a bad one) without revoking
+    /// anything, or let a remembered second factor through. `Ok(true)`: the
+    /// remembered second factor did.
+    async fn consume_second_factor(
+        &self,
+        user_id: &str,
+        proof: Proof,
+        remember: Option<Remember<'_>>,
+    ) -> Result<bool, ApiError> {
         let inner = &self.inner;
         let commit = commit_for(
             user_id,
@@ -300,18 +342,21 @@ impl DevicesApi {
             inner.totp_window,
             inner.token_lifetime_secs,
             inner.totp_lockout_secs,
+            remember,
         );
-        match inner
+        let outcome = inner
             .store
             .logout_commit(&commit)
             .await
-            .map_err(store_error)?
-        {
+            .map_err(store_error)?;
+        let through_window = remembered(&outcome);
+        match outcome {
+            CommitOutcome::TotpRequired => Err(ApiError::TotpRequired),
             CommitOutcome::TotpInvalid => Err(ApiError::TotpInvalid),
-            CommitOutcome::SessionNotFound => Ok(()),
+            CommitOutcome::SessionNotFound { .. } => Ok(through_window),
             CommitOutcome::Revoked { .. } => {
                 tracing::error!("second-factor check revoked a session named like its sentinel");
-                Ok(())
+                Ok(through_window)
             }
         }
     }
@@ -325,29 +370,32 @@ impl DevicesApi {
         let store = &self.inner.store;
         let sort = parse_sort(page.sort.as_deref())?;
         let (offset, count) = pagination(page.offset, page.count);
-        let sessions = store.list_sessions(owner).await.map_err(store_error)?;
-        let active: Vec<&SessionRecord> = sessions
+        let sessions = store
+            .list_stored_sessions(owner)
+            .await
+            .map_err(store_error)?;
+        let active: Vec<&StoredSession> = sessions
             .iter()
-            .filter(|s| s.logout_at_ms.is_none())
+            .filter(|s| s.record.logout_at_ms.is_none())
             .collect();
         let filter = page.filter.to_lowercase();
         let populate = owner.is_none();
         let mut users = HashMap::new();
         if populate && !filter.is_empty() {
             users = self
-                .users(active.iter().map(|s| s.user_id.as_str()))
+                .users(active.iter().map(|s| s.record.user_id.as_str()))
                 .await
                 .map_err(store_error)?;
         }
-        let matching: Vec<&SessionRecord> = active
+        let matching: Vec<&StoredSession> = active
             .into_iter()
             .filter(|s| {
                 filter.is_empty()
-                    || search_term(s).contains(&filter)
+                    || search_term(&s.record).contains(&filter)
                     || (populate
                         && users
-                            .get(&s.user_id)
-                            .is_some_and(|u| u.username.to_lowercase().contains(&filter)))
+                            .get(&s.record.user_id)
+                            .is_some_and(|u| user_matches(u, &filter)))
             })
             .collect();
         let total = matching.len();
@@ -357,18 +405,19 @@ impl DevicesApi {
         } else {
             usize::try_from(count).unwrap_or(usize::MAX)
         };
-        let paged: Vec<&SessionRecord> = matching.into_iter().skip(skip).take(take).collect();
+        let paged: Vec<&StoredSession> = matching.into_iter().skip(skip).take(take).collect();
         if populate && filter.is_empty() {
             users = self
-                .users(paged.iter().map(|s| s.user_id.as_str()))
+                .users(paged.iter().map(|s| s.record.user_id.as_str()))
                 .await
                 .map_err(store_error)?;
         }
         let mut rows: Vec<Row<'_>> = paged
             .into_iter()
-            .map(|session| Row {
-                session,
-                user: populate.then(|| users.get(&session.user_id)),
+            .map(|stored| Row {
+                session: &stored.record,
+                host: stored.host.as_deref(),
+                user: populate.then(|| users.get(&stored.record.user_id)),
             })
             .collect();
         // Rocket.Chat sorts the page it already cut, not the whole set.
@@ -384,16 +433,17 @@ impl DevicesApi {
     }
 
     async fn info(&self, caller: &str, session_id: &str) -> Result<Response<Body>, ApiError> {
-        let session = self
+        let stored = self
             .inner
             .store
-            .get_session(session_id)
+            .get_stored_session(session_id)
             .await
             .map_err(store_error)?
-            .filter(|s| s.user_id == caller)
+            .filter(|s| s.record.user_id == caller)
             .ok_or(ApiError::SessionNotFound)?;
         let row = Row {
-            session: &session,
+            session: &stored.record,
+            host: stored.host.as_deref(),
             user: None,
         };
         Ok(ok_json(&InfoAnswer {
@@ -404,18 +454,19 @@ impl DevicesApi {
 
     async fn info_admin(&self, session_id: &str) -> Result<Response<Body>, ApiError> {
         let store = &self.inner.store;
-        let session = store
-            .get_session(session_id)
+        let stored = store
+            .get_stored_session(session_id)
             .await
             .map_err(store_error)?
-            .filter(|s| s.logout_at_ms.is_none())
+            .filter(|s| s.record.logout_at_ms.is_none())
             .ok_or(ApiError::SessionNotFound)?;
         let user = store
-            .get_user(&session.user_id)
+            .get_user(&stored.record.user_id)
             .await
             .map_err(store_error)?;
         let row = Row {
-            session: &session,
+            session: &stored.record,
+            host: stored.host.as_deref(),
             user: Some(user.as_ref()),
         };
         Ok(ok_json(&InfoAnswer {
@@ -657,6 +708,8 @@ fn parse_sort(text: Option<&str>) -> Result<Sort, ApiError> {
 /// One session of a listing, with its user when the endpoint populates.
 struct Row<'a> {
     session: &'a SessionRecord,
+    /// The `Host` its login came to, when recorded.
+    host: Option<&'a str>,
     /// `None`: not populated; `Some(None)`: populated, no user record.
     user: Option<Option<&'a UserRecord>>,
 }
@@ -685,6 +738,16 @@ fn search_term(session: &SessionRecord) -> String {
     .to_lowercase()
 }
 
+/// `list.all`'s filter also matches users by username or display name
+/// (Rocket.Chat's `findActiveByUsernameOrNameRegexWithExceptionsAndConditions`).
+fn user_matches(user: &UserRecord, filter: &str) -> bool {
+    user.username.to_lowercase().contains(filter)
+        || user
+            .name
+            .as_deref()
+            .is_some_and(|n| n.to_lowercase().contains(filter))
+}
+
 /// MongoDB order for one key: missing (null) sorts before any string.
 /// `Ordering::Less` in `sort` means ascending.
 fn compare(a: &Row<'_>, b: &Row<'_>, sort: &Sort) -> Ordering {
@@ -696,8 +759,12 @@ fn compare(a: &Row<'_>, b: &Row<'_>, sort: &Sort) -> Ordering {
             SortKey::DeviceOsVersion => {
                 text_key(a, b, |r| device_text(r.session, &["os", "version"]))
             }
-            // The gate does not know display names: all equal (missing).
-            SortKey::UserName => Ordering::Equal,
+            SortKey::UserName => text_key(a, b, |r| {
+                r.user
+                    .flatten()
+                    .and_then(|u| u.name.as_deref())
+                    .filter(|n| !n.is_empty())
+            }),
             SortKey::UserUsername => text_key(a, b, |r| {
                 r.user
                     .flatten()
@@ -732,7 +799,8 @@ struct SessionView<'a> {
     #[serde(rename = "userId")]
     user_id: &'a str,
     device: Option<RcOrder<'a>>,
-    /// Not recorded by the gate: `null`, as Rocket.Chat's `$first` of a missing field.
+    /// The login's `Host` header; `null` when not recorded, as Rocket.Chat's
+    /// `$first` of a missing field.
     host: Option<&'a str>,
     ip: Option<&'a str>,
     #[serde(rename = "loginAt")]
@@ -745,10 +813,15 @@ struct SessionView<'a> {
     user: Option<UserView<'a>>,
 }
 
+/// `_user`: the fields of Rocket.Chat's projection the gate knows, in the
+/// order its user documents store them (a missing field is left out, as
+/// `$project` leaves it out).
 #[derive(serde::Serialize)]
 struct UserView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 impl<'a> SessionView<'a> {
@@ -759,7 +832,7 @@ impl<'a> SessionView<'a> {
             session_id: &s.id,
             user_id: &s.user_id,
             device: s.device.as_ref().map(RcOrder),
-            host: None,
+            host: row.host,
             ip: s.ip.as_deref(),
             login_at: crate::commands::iso8601(s.login_at_ms),
             logout_at: s
@@ -770,6 +843,7 @@ impl<'a> SessionView<'a> {
             // Rocket.Chat's `$unwind` keeps a session whose user is gone, without `_user`.
             user: row.user.flatten().map(|u| UserView {
                 username: Some(u.username.as_str()).filter(|n| !n.is_empty()),
+                name: u.name.as_deref().filter(|n| !n.is_empty()),
             }),
         }
     }
@@ -844,24 +918,40 @@ mod tests {
             1_764_064_800_123,
             "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.6099.71 Safari/537.36",
         );
-        let user = UserRecord {
+        let mut user = UserRecord {
             id: "u1".into(),
             username: "alice".into(),
+            name: Some("Alice Liddell".into()),
             roles: vec![],
             totp_secret: None,
             backup_codes: vec![],
         };
         let row = Row {
             session: &s,
+            host: Some("chat.example.org:3000"),
             user: Some(Some(&user)),
         };
         let text = serde_json::to_string(&SessionView::of(&row, false)).unwrap();
         assert_eq!(
             text,
-            r#"{"_id":"S1","sessionId":"S1","userId":"u1","device":{"type":"browser","name":"Chrome","longVersion":"120.0.6099.71","os":{"name":"Linux","version":""},"version":"120.0.6099"},"host":null,"ip":"192.0.2.1","loginAt":"2025-11-25T10:00:00.123Z","_user":{"username":"alice"}}"#
+            r#"{"_id":"S1","sessionId":"S1","userId":"u1","device":{"type":"browser","name":"Chrome","longVersion":"120.0.6099.71","os":{"name":"Linux","version":""},"version":"120.0.6099"},"host":"chat.example.org:3000","ip":"192.0.2.1","loginAt":"2025-11-25T10:00:00.123Z","_user":{"username":"alice","name":"Alice Liddell"}}"#
+        );
+        // Unknown host and name: `null` and left out, as Rocket.Chat answers them.
+        user.name = None;
+        let row = Row {
+            session: &s,
+            host: None,
+            user: Some(Some(&user)),
+        };
+        let text = serde_json::to_string(&SessionView::of(&row, false)).unwrap();
+        assert!(
+            text.contains(r#""host":null,"ip""#)
+                && text.ends_with(r#""_user":{"username":"alice"}}"#),
+            "{text}"
         );
         let gone = Row {
             session: &s,
+            host: None,
             user: Some(None),
         };
         let text = serde_json::to_string(&SessionView::of(&gone, false)).unwrap();
@@ -983,14 +1073,17 @@ mod tests {
             vec![
                 Row {
                     session: &a,
+                    host: None,
                     user: None,
                 },
                 Row {
                     session: &b,
+                    host: None,
                     user: None,
                 },
                 Row {
                     session: &c,
+                    host: None,
                     user: None,
                 },
             ]

@@ -4,8 +4,17 @@
 //! 1 token (401) → 2 rate limit / TOTP lockout (429) → 3 body (400/413) →
 //! 4 permission (403) → 5 TOTP (403 not configured, 400 required/invalid) →
 //! 6 session (404) → 7 revoke (200). Checks 1–2 cost one Redis round trip
-//! (one Lua script) and 5b–7 another; a Redis failure at either answers 503,
-//! never 401/403/404. Nothing here is ever forwarded to the upstream.
+//! (one Lua script) and 5a/5b–7 another; a Redis failure at either answers
+//! 503, never 401/403/404. Nothing here is ever forwarded to the upstream.
+//!
+//! Remembered second factor (`totp.remember_seconds`, SPEC §11): a verified
+//! code opens a window for the caller's login token, client IP and
+//! User-Agent; inside it the commit script lets the call through without a
+//! code (a code sent anyway is ignored). It replaces 5a/5b only: checks 1–4,
+//! the rate limit, the TOTP lockout and the `totp-not-configured` refusal
+//! still answer first. A window exists only after a verified code, so a user
+//! without a secret never has one; the refusal stays fail-closed regardless.
+//! The window check rides in the commit script: still two round trips.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +28,15 @@ use crate::admin::Metrics;
 use crate::api::body::{InvalidParams, parse_logout_body};
 use crate::api::error::{ApiError, logout_success};
 use crate::auth::verify::CallerAuth;
-use crate::auth::{Permissions, encode_hash, hash_token};
+use crate::auth::{Permissions, client_fingerprint, encode_hash, hash_token};
 use crate::body::Body;
 use crate::capture::ClientFacts;
 use crate::config::Config;
 use crate::proxy::ConnInfo;
 use crate::revocation::RevokedSet;
 use crate::store::{
-    Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, Store, StoreError, UserRecord,
+    Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, Remember, Store, StoreError,
+    UserRecord,
 };
 use crate::totp::{self, crypto::SecretKey};
 
@@ -58,6 +68,8 @@ struct Inner {
     totp_lockout_secs: u64,
     totp_window: u8,
     token_lifetime_secs: u64,
+    /// `totp.remember_seconds`; 0: every call needs a code.
+    remember_secs: u64,
 }
 
 /// What the audit log records of one attempt. Never the token or the code.
@@ -100,6 +112,7 @@ impl LogoutApi {
                 totp_lockout_secs: cfg.logout.totp_lockout.as_secs(),
                 totp_window: cfg.totp.window,
                 token_lifetime_secs: cfg.revocation.token_lifetime.as_secs(),
+                remember_secs: cfg.totp.remember.as_secs(),
             }),
         }
     }
@@ -199,9 +212,17 @@ impl LogoutApi {
         }
 
         // 5. Second factor. Fail closed without an enrolled secret.
-        let proof = second_factor_proof(&inner.key, &user, headers, inner.totp_window)?;
+        let remembering = inner.remember_secs > 0;
+        let proof =
+            second_factor_proof(&inner.key, &user, headers, inner.totp_window, remembering)?;
+        let fingerprint = client_fingerprint(client.ip, client.user_agent.as_deref());
+        let remember = remembering.then(|| Remember {
+            token_hash_b64: &token_hash_b64,
+            client: &fingerprint,
+            ttl_secs: inner.remember_secs,
+        });
 
-        // 5b, 6, 7 in one atomic round trip.
+        // 5a/5b (or the remembered second factor), 6, 7 in one atomic round trip.
         let commit = commit_for(
             &user.id,
             proof,
@@ -209,18 +230,24 @@ impl LogoutApi {
             inner.totp_window,
             inner.token_lifetime_secs,
             inner.totp_lockout_secs,
+            remember,
         );
-        match inner
+        let outcome = inner
             .store
             .logout_commit(&commit)
             .await
-            .map_err(store_error)?
-        {
+            .map_err(store_error)?;
+        if remembered(&outcome) {
+            inner.metrics.remembered_call("sessions_logout");
+        }
+        match outcome {
+            CommitOutcome::TotpRequired => Err(ApiError::TotpRequired),
             CommitOutcome::TotpInvalid => Err(ApiError::TotpInvalid),
-            CommitOutcome::SessionNotFound => Err(ApiError::SessionNotFound),
+            CommitOutcome::SessionNotFound { .. } => Err(ApiError::SessionNotFound),
             CommitOutcome::Revoked {
                 token_hash_b64,
                 expires_at_secs,
+                ..
             } => {
                 // Enforce here at once; other replicas learn it from the feed.
                 if let Some(hash) = crate::auth::decode_hash(&token_hash_b64) {
@@ -234,7 +261,10 @@ impl LogoutApi {
 
 /// Step 5 of every endpoint that demands a second factor: the proof the
 /// caller presented, checked against their secret (the store makes it
-/// single-use). Fails closed without an enrolled secret.
+/// single-use, or ignores it inside a remembered window). Fails closed
+/// without an enrolled secret, even for a caller with a remembered window.
+/// Without a code: `Proof::Missing` when `remembering` (only the store knows
+/// whether a window covers the call), row 5a at once otherwise.
 ///
 /// # Errors
 /// `TotpNotConfigured`, `TotpRequired`, or `StoreUnavailable` when the stored
@@ -244,11 +274,18 @@ pub(crate) fn second_factor_proof(
     user: &UserRecord,
     headers: &HeaderMap,
     window: u8,
+    remembering: bool,
 ) -> Result<Proof, ApiError> {
     let Some(sealed) = user.totp_secret.as_deref() else {
         return Err(ApiError::TotpNotConfigured);
     };
-    let code = header_text(headers, "x-2fa-code").ok_or(ApiError::TotpRequired)?;
+    let Some(code) = header_text(headers, "x-2fa-code") else {
+        return if remembering {
+            Ok(Proof::Missing)
+        } else {
+            Err(ApiError::TotpRequired)
+        };
+    };
     let method_is_totp =
         header_text(headers, "x-2fa-method").is_none_or(|m| m.eq_ignore_ascii_case("totp"));
     if !method_is_totp {
@@ -311,8 +348,21 @@ async fn drain(mut body: Incoming, mut budget: usize) {
     .await;
 }
 
-/// The commit step (5b–7) for `user_id`'s proof against `target`: the used-step
-/// marker outlives every accepted step, revocations last the token lifetime.
+/// Did a remembered second factor let this call through?
+pub(crate) fn remembered(outcome: &CommitOutcome) -> bool {
+    matches!(
+        outcome,
+        CommitOutcome::SessionNotFound { remembered: true }
+            | CommitOutcome::Revoked {
+                remembered: true,
+                ..
+            }
+    )
+}
+
+/// The commit step (5a/5b–7) for `user_id`'s proof against `target`: the
+/// used-step marker outlives every accepted step, revocations last the token
+/// lifetime.
 pub(crate) fn commit_for<'a>(
     user_id: &'a str,
     proof: Proof,
@@ -320,6 +370,7 @@ pub(crate) fn commit_for<'a>(
     totp_window: u8,
     token_lifetime_secs: u64,
     lockout_secs: u64,
+    remember: Option<Remember<'a>>,
 ) -> Commit<'a> {
     let window_steps = 2 * u64::from(totp_window) + 1;
     Commit {
@@ -331,6 +382,7 @@ pub(crate) fn commit_for<'a>(
         step_marker_ttl_secs: (window_steps + 1) * totp::STEP_SECS,
         lockout_window_secs: lockout_secs,
         now_ms: crate::clock::unix_ms(),
+        remember,
     }
 }
 

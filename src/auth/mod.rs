@@ -35,6 +35,19 @@ pub fn decode_hash(text: &str) -> Option<TokenHash> {
     bytes.try_into().ok()
 }
 
+/// The client a remembered second factor is bound to: hex SHA-256 of the
+/// client IP and the User-Agent, as Rocket.Chat's `getFingerprintFromConnection`
+/// binds it to `{userAgent, clientAddress}` (an MD5 there). Neither is stored
+/// in clear under the remember key. A header value cannot hold a NUL, so the
+/// separator keeps the two parts apart.
+pub fn client_fingerprint(ip: std::net::IpAddr, user_agent: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(ip.to_string().as_bytes());
+    hasher.update([0u8]);
+    hasher.update(user_agent.unwrap_or("").as_bytes());
+    hex::encode(hasher.finalize())
+}
+
 /// Meteor's id alphabet (no 0/1/I/O/l lookalikes).
 const METEOR_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
 
@@ -99,6 +112,18 @@ mod tests {
             Some(hash_token("x"))
         );
         assert_eq!(decode_hash("not base64!"), None);
+    }
+
+    #[test]
+    fn client_fingerprint_separates_address_and_agent() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let a = client_fingerprint(ip("10.0.0.1"), Some("curl/8"));
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, client_fingerprint(ip("10.0.0.1"), Some("curl/8")));
+        assert_ne!(a, client_fingerprint(ip("10.0.0.2"), Some("curl/8")));
+        assert_ne!(a, client_fingerprint(ip("10.0.0.1"), Some("curl/9")));
+        assert_ne!(a, client_fingerprint(ip("10.0.0.1"), None));
+        assert!(!a.contains("10.0.0.1"));
     }
 
     #[test]

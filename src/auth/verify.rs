@@ -57,6 +57,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub username: Option<String>,
+    /// The display name (`name`), when the answer carries one.
+    pub name: Option<String>,
     /// Only with `logout.roles_from_upstream`.
     pub roles: Option<Vec<String>>,
 }
@@ -228,11 +230,15 @@ fn parse_me(body: &[u8], user_id: &str, with_roles: bool) -> Option<Identity> {
     if value.get("_id")?.as_str()? != user_id {
         return None;
     }
-    let username = value
-        .get("username")
-        .and_then(|u| u.as_str())
-        .filter(|u| plausible_id(u))
-        .map(str::to_string);
+    let text = |field: &str| {
+        value
+            .get(field)
+            .and_then(|v| v.as_str())
+            .filter(|v| plausible_id(v))
+            .map(str::to_string)
+    };
+    let username = text("username");
+    let name = text("name");
     let roles = with_roles.then(|| {
         value
             .get("roles")
@@ -247,7 +253,11 @@ fn parse_me(body: &[u8], user_id: &str, with_roles: bool) -> Option<Identity> {
             })
             .unwrap_or_default()
     });
-    Some(Identity { username, roles })
+    Some(Identity {
+        username,
+        name,
+        roles,
+    })
 }
 
 /// Checks 1–2 of an endpoint the gate answers, with the unknown-token
@@ -311,6 +321,7 @@ impl CallerAuth {
                 token,
                 client,
                 username: identity.username.as_deref(),
+                name: identity.name.as_deref(),
                 roles: identity.roles.as_deref(),
             })
             .await;
@@ -328,11 +339,12 @@ mod tests {
 
     #[test]
     fn me_answer_must_name_the_caller() {
-        let body = br#"{"_id":"u1","username":"alice","roles":["admin","user",5],"success":true}"#;
+        let body = br#"{"_id":"u1","username":"alice","name":"Alice L.","roles":["admin","user",5],"success":true}"#;
         assert_eq!(
             parse_me(body, "u1", false),
             Some(Identity {
                 username: Some("alice".into()),
+                name: Some("Alice L.".into()),
                 roles: None
             })
         );
@@ -347,6 +359,7 @@ mod tests {
             parse_me(br#"{"_id":"u1"}"#, "u1", true),
             Some(Identity {
                 username: None,
+                name: None,
                 roles: Some(Vec::new())
             })
         );

@@ -7,15 +7,16 @@
 //!
 //! | key (after the prefix)     | type   | contents                                              | expiry                         |
 //! |----------------------------|--------|-------------------------------------------------------|--------------------------------|
-//! | `user:<id>`                | hash   | `username`, `roles` (JSON array), `totp` (sealed)     | none                           |
+//! | `user:<id>`                | hash   | `username`, `name`, `roles` (JSON array), `totp` (sealed) | none                       |
 //! | `user-backup:<id>`         | set    | SHA-256 hex of each unused backup code                | none                           |
 //! | `user-sessions:<id>`       | zset   | session ids of the user, score = loginAt (ms)         | none                           |
-//! | `session:<id>`             | hash   | `userId` `tokenHash` `ip` `userAgent` `device` `loginAt` `logoutAt` `logoutBy` | none |
+//! | `session:<id>`             | hash   | `userId` `tokenHash` `ip` `userAgent` `host` `device` `loginAt` `logoutAt` `logoutBy` | none |
 //! | `token:<hash_b64>`         | string | session id of an active session                       | none; deleted on revoke        |
 //! | `sessions`                 | zset   | every session id, score = loginAt (ms)                | none                           |
 //! | `revoked`                  | zset   | revoked token hash (base64), score = expiry (Unix s)  | members purged once expired    |
 //! | `totp:used:<step>:<user>`  | string | `1`: this TOTP step was accepted for the user         | step marker TTL                |
 //! | `totp:fail:<user>`         | string | failed second-factor attempts in the current window   | lockout window, from 1st fail  |
+//! | `totp:remember:<hash_b64>` | hash   | client fingerprint → end of its remembered 2FA (ms)   | window end; deleted on revoke  |
 //! | `rl:logout:<user>`         | string | logout requests in the current window                 | rate-limit window, from 1st    |
 //! | `revocations` (channel)    | pubsub | `<hash_b64> <expires_at_secs> <published_at_ms>`      | —                              |
 //!
@@ -107,6 +108,11 @@ impl Keys {
         self.key(&["totp:fail:", user_id])
     }
 
+    /// The remembered second factors of one login token (by its hash).
+    pub fn totp_remember(&self, hash_b64: &str) -> String {
+        self.key(&["totp:remember:", hash_b64])
+    }
+
     pub fn logout_rate(&self, user_id: &str) -> String {
         self.key(&["rl:logout:", user_id])
     }
@@ -139,6 +145,7 @@ local K_SESSIONS = P .. 'sessions'
 local K_REVOKED = P .. 'revoked'
 local function k_totp_used(uid, step) return P .. 'totp:used:' .. step .. ':' .. uid end
 local function k_totp_fail(uid) return P .. 'totp:fail:' .. uid end
+local function k_totp_remember(h) return P .. 'totp:remember:' .. h end
 local function k_logout_rate(uid) return P .. 'rl:logout:' .. uid end
 local K_CHANNEL = P .. 'revocations'
 "#;
@@ -160,6 +167,7 @@ mod tests {
         assert_eq!(k.totp_used("u1", 42), "sg:totp:used:42:u1");
         assert_eq!(k.totp_fail("u1"), "sg:totp:fail:u1");
         assert_eq!(k.logout_rate("u1"), "sg:rl:logout:u1");
+        assert_eq!(k.totp_remember("abc="), "sg:totp:remember:abc=");
         assert_eq!(k.channel(), "sg:revocations");
     }
 

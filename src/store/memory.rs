@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::{
     Commit, CommitOutcome, FEED_CAPACITY, FeedEvent, Precheck, PrecheckOutcome, Proof,
-    SessionRecord, StoreError, UserRecord, expiry_secs, retry_after_secs, unix_now_secs,
+    SessionRecord, StoreError, StoredSession, UserRecord, expiry_secs, retry_after_secs,
+    unix_now_secs,
 };
 use crate::auth::{TokenHash, decode_hash};
 
@@ -39,6 +40,8 @@ struct Inner {
 struct State {
     users: HashMap<String, User>,
     sessions: HashMap<String, SessionRecord>,
+    /// session id → the `Host` its login came to.
+    hosts: HashMap<String, String>,
     /// token hash (base64) → session id, active sessions only.
     tokens: HashMap<String, String>,
     /// token hash (base64) → expiry (Unix seconds).
@@ -47,10 +50,14 @@ struct State {
     used_steps: HashMap<(String, u64), Instant>,
     totp_failures: HashMap<String, Window>,
     logout_requests: HashMap<String, Window>,
+    /// token hash (base64) → (client fingerprint, end of its remembered
+    /// second factor): one window per token.
+    remembered: HashMap<String, (String, Instant)>,
 }
 
 struct User {
     username: String,
+    name: Option<String>,
     roles: Vec<String>,
     totp_secret: Option<String>,
     backup_codes: HashSet<String>,
@@ -121,17 +128,22 @@ impl MemoryStore {
         &self,
         id: &str,
         username: Option<&str>,
+        name: Option<&str>,
         roles: Option<&[String]>,
     ) -> Result<(), StoreError> {
         let mut state = self.state();
         let user = state.users.entry(id.to_owned()).or_insert_with(|| User {
             username: String::new(),
+            name: None,
             roles: Vec::new(),
             totp_secret: None,
             backup_codes: HashSet::new(),
         });
         if let Some(username) = username {
             user.username = username.to_owned();
+        }
+        if let Some(name) = name {
+            user.name = Some(name.to_owned());
         }
         if let Some(roles) = roles {
             user.roles = roles.to_vec();
@@ -163,7 +175,11 @@ impl MemoryStore {
         })
     }
 
-    pub(super) fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+    pub(super) fn add_session(
+        &self,
+        session: &SessionRecord,
+        host: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
         let old_hash = state
             .sessions
@@ -180,11 +196,15 @@ impl MemoryStore {
                 .insert(session.token_hash.clone(), session.id.clone());
         }
         state.sessions.insert(session.id.clone(), session.clone());
+        match host {
+            Some(host) => state.hosts.insert(session.id.clone(), host.to_owned()),
+            None => state.hosts.remove(&session.id),
+        };
         Ok(())
     }
 
-    pub(super) fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.state().sessions.get(id).cloned())
+    pub(super) fn get_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        Ok(self.state().stored(id))
     }
 
     pub(super) fn session_by_token(
@@ -202,16 +222,18 @@ impl MemoryStore {
     pub(super) fn list_sessions(
         &self,
         user: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
+    ) -> Result<Vec<StoredSession>, StoreError> {
         let state = self.state();
-        let mut sessions: Vec<SessionRecord> = state
+        let mut sessions: Vec<StoredSession> = state
             .sessions
             .values()
             .filter(|s| user.is_none_or(|u| s.user_id == u))
-            .cloned()
+            .filter_map(|s| state.stored(&s.id))
             .collect();
         // Same order as ZREVRANGE: score descending, then member descending.
-        sessions.sort_by(|a, b| (b.login_at_ms, &b.id).cmp(&(a.login_at_ms, &a.id)));
+        sessions.sort_by(|a, b| {
+            (b.record.login_at_ms, &b.record.id).cmp(&(a.record.login_at_ms, &a.record.id))
+        });
         Ok(sessions)
     }
 
@@ -264,34 +286,16 @@ impl MemoryStore {
     pub(super) fn logout_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
         let now = Instant::now();
         let mut state = self.state();
-        let accepted = match &commit.proof {
-            Proof::TotpSteps(steps) => {
-                state.used_steps.retain(|_, ends| *ends > now);
-                let ends = now + Duration::from_secs(commit.step_marker_ttl_secs.max(1));
-                steps.iter().any(|step| {
-                    match state.used_steps.entry((commit.user_id.to_owned(), *step)) {
-                        Entry::Occupied(_) => false,
-                        Entry::Vacant(slot) => {
-                            slot.insert(ends);
-                            true
-                        }
-                    }
-                })
+        let remembered = commit.remember.as_ref().is_some_and(|r| {
+            state
+                .remembered
+                .get(r.token_hash_b64)
+                .is_some_and(|(client, ends)| client == r.client && *ends > now)
+        });
+        if !remembered {
+            if let Some(outcome) = state.second_factor(commit, now) {
+                return Ok(outcome);
             }
-            Proof::BackupCode(hash) => state
-                .users
-                .get_mut(commit.user_id)
-                .is_some_and(|u| u.backup_codes.remove(hash)),
-            Proof::Invalid => false,
-        };
-        if !accepted {
-            count_in_window(
-                &mut state.totp_failures,
-                commit.user_id,
-                commit.lockout_window_secs,
-                now,
-            );
-            return Ok(CommitOutcome::TotpInvalid);
         }
         let revoked = state.revoke(
             commit.target_session_id,
@@ -306,9 +310,10 @@ impl MemoryStore {
                 CommitOutcome::Revoked {
                     token_hash_b64,
                     expires_at_secs,
+                    remembered,
                 }
             }
-            None => CommitOutcome::SessionNotFound,
+            None => CommitOutcome::SessionNotFound { remembered },
         })
     }
 
@@ -384,6 +389,59 @@ impl MemoryStore {
 }
 
 impl State {
+    fn stored(&self, id: &str) -> Option<StoredSession> {
+        Some(StoredSession {
+            record: self.sessions.get(id)?.clone(),
+            host: self.hosts.get(id).cloned(),
+        })
+    }
+
+    /// Step 5 without a remembered second factor: `None` when the proof
+    /// passes (it is consumed and the caller's window opened), otherwise
+    /// the answer (a failure counted for a bad proof).
+    fn second_factor(&mut self, commit: &Commit<'_>, now: Instant) -> Option<CommitOutcome> {
+        let accepted = match &commit.proof {
+            Proof::Missing => return Some(CommitOutcome::TotpRequired),
+            Proof::TotpSteps(steps) => {
+                self.used_steps.retain(|_, ends| *ends > now);
+                let ends = now + Duration::from_secs(commit.step_marker_ttl_secs.max(1));
+                steps.iter().any(|step| {
+                    match self.used_steps.entry((commit.user_id.to_owned(), *step)) {
+                        Entry::Occupied(_) => false,
+                        Entry::Vacant(slot) => {
+                            slot.insert(ends);
+                            true
+                        }
+                    }
+                })
+            }
+            Proof::BackupCode(hash) => self
+                .users
+                .get_mut(commit.user_id)
+                .is_some_and(|u| u.backup_codes.remove(hash)),
+            Proof::Invalid => false,
+        };
+        if !accepted {
+            count_in_window(
+                &mut self.totp_failures,
+                commit.user_id,
+                commit.lockout_window_secs,
+                now,
+            );
+            return Some(CommitOutcome::TotpInvalid);
+        }
+        if let Some(remember) = &commit.remember {
+            self.remembered.insert(
+                remember.token_hash_b64.to_owned(),
+                (
+                    remember.client.to_owned(),
+                    now + Duration::from_secs(remember.ttl_secs.max(1)),
+                ),
+            );
+        }
+        None
+    }
+
     fn user_record(&self, id: &str) -> Option<UserRecord> {
         let user = self.users.get(id)?;
         let mut backup_codes: Vec<String> = user.backup_codes.iter().cloned().collect();
@@ -391,14 +449,16 @@ impl State {
         Some(UserRecord {
             id: id.to_owned(),
             username: user.username.clone(),
+            name: user.name.clone(),
             roles: user.roles.clone(),
             totp_secret: user.totp_secret.clone(),
             backup_codes,
         })
     }
 
-    /// Mark the session logged out and remember its hash as revoked; the
-    /// caller announces it once the lock is released.
+    /// Mark the session logged out, remember its hash as revoked and end its
+    /// remembered second factors; the caller announces it once the lock is
+    /// released.
     fn revoke(
         &mut self,
         session_id: &str,
@@ -419,6 +479,8 @@ impl State {
         if self.tokens.get(&hash).is_some_and(|id| id == session_id) {
             self.tokens.remove(&hash);
         }
+        // The token's remembered second factors end with it.
+        self.remembered.remove(&hash);
         let now_secs = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
         self.revoked.retain(|_, expiry| *expiry > now_secs);
         Some((hash, expiry))

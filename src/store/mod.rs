@@ -30,6 +30,9 @@ pub struct UserRecord {
     pub id: String,
     /// Empty when the user was created without one (e.g. by session capture).
     pub username: String,
+    /// Display name (Rocket.Chat's `name`), when the gate has learned one:
+    /// from a login answer's `data.me.name`, `/api/v1/me` or `user put --name`.
+    pub name: Option<String>,
     pub roles: Vec<String>,
     /// Sealed (encrypted) TOTP secret, opaque here; `crate::totp` opens it.
     pub totp_secret: Option<String>,
@@ -44,6 +47,7 @@ impl fmt::Debug for UserRecord {
         f.debug_struct("UserRecord")
             .field("id", &self.id)
             .field("username", &self.username)
+            .field("name", &self.name)
             .field("roles", &self.roles)
             .field(
                 "totp_secret",
@@ -70,6 +74,16 @@ pub struct SessionRecord {
     pub login_at_ms: u64,
     pub logout_at_ms: Option<u64>,
     pub logout_by: Option<String>,
+}
+
+/// A session with what Rocket.Chat shows beside its core record: `host`, the
+/// `Host` header of the request that logged it in (Rocket.Chat stores
+/// `connection.httpHeaders.host`: the REST login's, or the websocket
+/// handshake's for a DDP login).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSession {
+    pub record: SessionRecord,
+    pub host: Option<String>,
 }
 
 /// Why a store operation failed. Messages never carry tokens, codes, secrets
@@ -131,6 +145,9 @@ pub enum Proof {
     BackupCode(String),
     /// The code matched nothing: count a failure.
     Invalid,
+    /// No code was presented: only a remembered second factor lets the call
+    /// through (row 5a otherwise; no failure is counted).
+    Missing,
 }
 
 impl fmt::Debug for Proof {
@@ -139,6 +156,7 @@ impl fmt::Debug for Proof {
             Self::TotpSteps(steps) => f.debug_tuple("TotpSteps").field(steps).finish(),
             Self::BackupCode(_) => f.write_str("BackupCode(<redacted>)"),
             Self::Invalid => f.write_str("Invalid"),
+            Self::Missing => f.write_str("Missing"),
         }
     }
 }
@@ -158,19 +176,44 @@ pub struct Commit<'a> {
     /// Fixed window of the failure counter, started by the first failure.
     pub lockout_window_secs: u64,
     pub now_ms: u64,
+    /// The caller's remembered second factor; `None` when
+    /// `totp.remember_seconds = 0` (every call then needs a code).
+    pub remember: Option<Remember<'a>>,
+}
+
+/// Rocket.Chat's "remember 2FA" (`Accounts_TwoFactorAuthentication_RememberFor`):
+/// a verified code lets later calls of the same login token, from the same
+/// client, through without one until the window ends. The window is opened
+/// only by a verified code (never extended by its use), one per token (a
+/// code verified from another client moves it, as Rocket.Chat keeps one
+/// fingerprint per token), and dies with the token: every revocation of the
+/// session deletes it in the same script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remember<'a> {
+    /// `base64(sha256(token))` of the caller's own login token.
+    pub token_hash_b64: &'a str,
+    /// [`crate::auth::client_fingerprint`] of the caller's IP and User-Agent.
+    pub client: &'a str,
+    /// Length of a window opened by a verified code (at least 1).
+    pub ttl_secs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
+    /// No code presented, and no remembered second factor covers the caller.
+    TotpRequired,
     /// Wrong, replayed or already-consumed code; the failure was counted.
     TotpInvalid,
-    /// The code was good (and is now used up) but the target session does
-    /// not exist or is already logged out.
-    SessionNotFound,
+    /// The second factor passed (a code, now used up, or a remembered one)
+    /// but the target session does not exist or is already logged out.
+    SessionNotFound { remembered: bool },
     /// The session is logged out and its token hash revoked and announced.
+    /// `remembered`: the caller's remembered second factor let it through
+    /// (any code it sent was ignored, as Rocket.Chat ignores it).
     Revoked {
         token_hash_b64: String,
         expires_at_secs: u32,
+        remembered: bool,
     },
 }
 
@@ -222,9 +265,20 @@ impl Store {
         username: Option<&str>,
         roles: Option<&[String]>,
     ) -> Result<(), StoreError> {
+        self.put_user_named(id, username, None, roles).await
+    }
+
+    /// [`Store::put_user`] that also sets the display name (`None` keeps it).
+    pub async fn put_user_named(
+        &self,
+        id: &str,
+        username: Option<&str>,
+        name: Option<&str>,
+        roles: Option<&[String]>,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Redis(s) => s.put_user(id, username, roles).await,
-            Store::Memory(s) => s.put_user(id, username, roles),
+            Store::Redis(s) => s.put_user(id, username, name, roles).await,
+            Store::Memory(s) => s.put_user(id, username, name, roles),
         }
     }
 
@@ -254,13 +308,27 @@ impl Store {
     /// Record a session and index its token hash (unless it is logged out).
     /// Re-adding an id replaces the old record and drops its old index entry.
     pub async fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.add_stored_session(session, None).await
+    }
+
+    /// [`Store::add_session`] with the `Host` its login came to.
+    pub async fn add_stored_session(
+        &self,
+        session: &SessionRecord,
+        host: Option<&str>,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Redis(s) => s.add_session(session).await,
-            Store::Memory(s) => s.add_session(session),
+            Store::Redis(s) => s.add_session(session, host).await,
+            Store::Memory(s) => s.add_session(session, host),
         }
     }
 
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.get_stored_session(id).await?.map(|s| s.record))
+    }
+
+    /// [`Store::get_session`] with its `host`.
+    pub async fn get_stored_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
         match self {
             Store::Redis(s) => s.get_session(id).await,
             Store::Memory(s) => s.get_session(id),
@@ -283,6 +351,15 @@ impl Store {
         &self,
         user: Option<&str>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sessions = self.list_stored_sessions(user).await?;
+        Ok(sessions.into_iter().map(|s| s.record).collect())
+    }
+
+    /// [`Store::list_sessions`] with each session's `host`.
+    pub async fn list_stored_sessions(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<StoredSession>, StoreError> {
         match self {
             Store::Redis(s) => s.list_sessions(user).await,
             Store::Memory(s) => s.list_sessions(user),
@@ -302,8 +379,10 @@ impl Store {
         }
     }
 
-    /// Checks 5b to 7 in one atomic step: consume the proof (or count a
-    /// failure), then revoke the target session.
+    /// Checks 5a/5b to 7 in one atomic step: a remembered second factor lets
+    /// the call through (any proof is then ignored); otherwise consume the
+    /// proof (or count a failure) and, when it passed, open the caller's
+    /// remember window; then revoke the target session.
     pub async fn logout_commit(&self, commit: &Commit<'_>) -> Result<CommitOutcome, StoreError> {
         match self {
             Store::Redis(s) => s.logout_commit(commit).await,
@@ -311,7 +390,8 @@ impl Store {
         }
     }
 
-    /// Revoke one session (CLI `session revoke`, a user's own logout). Returns
+    /// Revoke one session (CLI `session revoke`, a user's own logout) and end
+    /// its token's remembered second factor. Returns
     /// the revoked hash and its expiry; `None` when the session is unknown or
     /// already logged out.
     pub async fn revoke_session(
@@ -456,6 +536,7 @@ mod tests {
         let user = UserRecord {
             id: "u1".into(),
             username: "alice".into(),
+            name: None,
             roles: vec!["admin".into()],
             totp_secret: Some("SEALEDSECRET".into()),
             backup_codes: vec!["deadbeef".into(), "cafebabe".into()],

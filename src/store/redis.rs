@@ -44,7 +44,8 @@ use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use super::keys::{Keys, LUA_KEYS};
 use super::{
     Commit, CommitOutcome, FEED_CAPACITY, FeedEvent, Precheck, PrecheckOutcome, Proof,
-    SessionRecord, StoreError, UserRecord, parse_announcement, retry_after_secs, unix_now_secs,
+    SessionRecord, StoreError, StoredSession, UserRecord, parse_announcement, retry_after_secs,
+    unix_now_secs,
 };
 use crate::auth::{TokenHash, decode_hash};
 
@@ -292,7 +293,8 @@ return {'ok', sid, redis.call('HGETALL', k_user(uid))}
 
 /// The revoke step shared by the commit and revoke scripts: mark the session
 /// logged out, remember the hash until `now + ttl` (never shortening an
-/// existing entry), purge expired hashes, drop the token index, announce.
+/// existing entry), purge expired hashes, drop the token index and the
+/// token's remembered second factors, announce.
 const LUA_REVOKE: &str = r#"
 local function revoke(sid, by, ttl, now_ms)
   local sk = k_session(sid)
@@ -308,34 +310,65 @@ local function revoke(sid, by, ttl, now_ms)
   redis.call('ZADD', K_REVOKED, 'GT', expiry, hash)
   local tk = k_token(hash)
   if redis.call('GET', tk) == sid then redis.call('DEL', tk) end
+  redis.call('DEL', k_totp_remember(hash))
   redis.call('PUBLISH', K_CHANNEL, hash .. ' ' .. string.format('%d', expiry) .. ' ' .. now_ms)
   return {'revoked', hash, expiry}
 end
 "#;
 
-/// Checks 5b to 7. ARGV: prefix, user id, proof kind (step|backup|invalid),
-/// proof value (steps: comma-separated, oldest first), target session, logout by, revoked ttl s, step marker ttl s,
-/// lockout window s, now ms.
+/// Checks 5a/5b to 7. ARGV: prefix, user id, proof kind
+/// (step|backup|invalid|none), proof value (steps: comma-separated, oldest
+/// first), target session, logout by, revoked ttl s, step marker ttl s,
+/// lockout window s, now ms, remember window ms (0 = off), the caller's
+/// token hash, the caller's client fingerprint.
+///
+/// The remember window is read and written on Redis's own clock (`TIME`), so
+/// replicas with skewed clocks agree on when it ends. A live window lets the
+/// call through and the proof is ignored (not consumed, no failure counted);
+/// a verified proof opens a window (never extends a live one: it is only
+/// written when no window covered the call). One window per token, as
+/// Rocket.Chat keeps one fingerprint per login token: a code verified from
+/// another client moves it there. The last reply item is 1 when the window
+/// let the call through.
 const LUA_COMMIT: &str = r#"
 local uid, kind, value = ARGV[2], ARGV[3], ARGV[4]
-local accepted = false
-if kind == 'step' then
-  for step in string.gmatch(value, '%d+') do
-    if redis.call('SET', k_totp_used(uid, step), '1', 'NX', 'EX', ARGV[8]) then
-      accepted = true
-      break
+local remember_ms = tonumber(ARGV[11]) or 0
+local rk, client, now = nil, ARGV[13], 0
+local remembered = false
+if remember_ms > 0 then
+  rk = k_totp_remember(ARGV[12])
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  remembered = (tonumber(redis.call('HGET', rk, client) or '0') or 0) > now
+end
+if not remembered then
+  if kind == 'none' then return {'required'} end
+  local accepted = false
+  if kind == 'step' then
+    for step in string.gmatch(value, '%d+') do
+      if redis.call('SET', k_totp_used(uid, step), '1', 'NX', 'EX', ARGV[8]) then
+        accepted = true
+        break
+      end
     end
+  elseif kind == 'backup' then
+    accepted = redis.call('SREM', k_user_backup(uid), value) == 1
   end
-elseif kind == 'backup' then
-  accepted = redis.call('SREM', k_user_backup(uid), value) == 1
+  if not accepted then
+    local fk = k_totp_fail(uid)
+    local n = redis.call('INCR', fk)
+    if redis.call('TTL', fk) < 0 then redis.call('EXPIRE', fk, ARGV[9]) end
+    return {'invalid', n}
+  end
+  if rk then
+    redis.call('DEL', rk)
+    redis.call('HSET', rk, client, string.format('%d', now + remember_ms))
+    redis.call('PEXPIRE', rk, remember_ms)
+  end
 end
-if not accepted then
-  local fk = k_totp_fail(uid)
-  local n = redis.call('INCR', fk)
-  if redis.call('TTL', fk) < 0 then redis.call('EXPIRE', fk, ARGV[9]) end
-  return {'invalid', n}
-end
-return revoke(ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[10])
+local reply = revoke(ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[10])
+reply[#reply + 1] = remembered and 1 or 0
+return reply
 "#;
 
 /// ARGV: prefix, id, user id, token hash, login at ms, active (1|0), then
@@ -361,7 +394,8 @@ redis.call('ZADD', K_SESSIONS, login_at, id)
 return 1
 "#;
 
-/// ARGV: prefix, id, username, has username (1|0), roles JSON, has roles (1|0).
+/// ARGV: prefix, id, username, has username (1|0), roles JSON, has roles
+/// (1|0), display name, has name (1|0).
 const LUA_PUT_USER: &str = r#"
 local uk = k_user(ARGV[2])
 if ARGV[4] == '1' then
@@ -374,6 +408,7 @@ if ARGV[6] == '1' then
 elseif redis.call('HEXISTS', uk, 'roles') == 0 then
   redis.call('HSET', uk, 'roles', '[]')
 end
+if ARGV[8] == '1' then redis.call('HSET', uk, 'name', ARGV[7]) end
 return 1
 "#;
 
@@ -564,6 +599,7 @@ impl RedisStore {
         &self,
         id: &str,
         username: Option<&str>,
+        name: Option<&str>,
         roles: Option<&[String]>,
     ) -> Result<(), StoreError> {
         let roles_json = match roles {
@@ -582,6 +618,8 @@ impl RedisStore {
                 flag(username.is_some()),
                 &roles_json,
                 flag(roles.is_some()),
+                name.unwrap_or(""),
+                flag(name.is_some()),
             ],
         )
         .await
@@ -621,7 +659,11 @@ impl RedisStore {
         Ok(int(&reply)? == 1)
     }
 
-    pub(super) async fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+    pub(super) async fn add_session(
+        &self,
+        session: &SessionRecord,
+        host: Option<&str>,
+    ) -> Result<(), StoreError> {
         let login_at = session.login_at_ms.to_string();
         let logout_at = session.logout_at_ms.map(|ms| ms.to_string());
         let device = match &session.device {
@@ -651,6 +693,7 @@ impl RedisStore {
         let optional = [
             ("ip", session.ip.as_deref()),
             ("userAgent", session.user_agent.as_deref()),
+            ("host", host),
             ("device", device.as_deref()),
             ("logoutAt", logout_at.as_deref()),
             ("logoutBy", session.logout_by.as_deref()),
@@ -667,7 +710,7 @@ impl RedisStore {
             .map(drop)
     }
 
-    pub(super) async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub(super) async fn get_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
         let key = self.inner.keys.session(id);
         let reply = self
             .run(false, |mut conn| async move {
@@ -677,7 +720,7 @@ impl RedisStore {
                     .await
             })
             .await?;
-        session_record(id, hash_fields(reply)?)
+        stored_session(id, hash_fields(reply)?)
     }
 
     pub(super) async fn session_by_token(
@@ -700,7 +743,7 @@ impl RedisStore {
     pub(super) async fn list_sessions(
         &self,
         user: Option<&str>,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
+    ) -> Result<Vec<StoredSession>, StoreError> {
         let index = match user {
             Some(user) => self.inner.keys.user_sessions(user),
             None => self.inner.keys.sessions(),
@@ -731,7 +774,7 @@ impl RedisStore {
                 .await?;
             for (id, reply) in chunk.iter().zip(replies) {
                 // A dangling index entry (record deleted by hand) is skipped.
-                if let Some(session) = session_record(id, hash_fields(reply)?)? {
+                if let Some(session) = stored_session(id, hash_fields(reply)?)? {
                     sessions.push(session);
                 }
             }
@@ -796,6 +839,15 @@ impl RedisStore {
             ),
             Proof::BackupCode(hash) => ("backup", hash.clone()),
             Proof::Invalid => ("invalid", String::new()),
+            Proof::Missing => ("none", String::new()),
+        };
+        let (remember_ms, remember_hash, remember_client) = match &commit.remember {
+            Some(r) => (
+                r.ttl_secs.max(1).saturating_mul(1000),
+                r.token_hash_b64,
+                r.client,
+            ),
+            None => (0, "", ""),
         };
         let key = self.inner.keys.user(commit.user_id);
         let reply = self
@@ -812,15 +864,24 @@ impl RedisStore {
                     &commit.step_marker_ttl_secs.max(1).to_string(),
                     &commit.lockout_window_secs.max(1).to_string(),
                     &commit.now_ms.to_string(),
+                    &remember_ms.to_string(),
+                    remember_hash,
+                    remember_client,
                 ],
             )
             .await?;
         Ok(match revoke_reply(reply)? {
+            Revocation::Required => CommitOutcome::TotpRequired,
             Revocation::Invalid => CommitOutcome::TotpInvalid,
-            Revocation::NotFound => CommitOutcome::SessionNotFound,
-            Revocation::Revoked(token_hash_b64, expires_at_secs) => CommitOutcome::Revoked {
-                token_hash_b64,
-                expires_at_secs,
+            Revocation::NotFound { remembered } => CommitOutcome::SessionNotFound { remembered },
+            Revocation::Revoked {
+                hash,
+                expiry,
+                remembered,
+            } => CommitOutcome::Revoked {
+                token_hash_b64: hash,
+                expires_at_secs: expiry,
+                remembered,
             },
         })
     }
@@ -846,9 +907,9 @@ impl RedisStore {
             )
             .await?;
         match revoke_reply(reply)? {
-            Revocation::Revoked(hash, expiry) => Ok(Some((hash, expiry))),
-            Revocation::NotFound => Ok(None),
-            Revocation::Invalid => Err(corrupt("unexpected revoke reply")),
+            Revocation::Revoked { hash, expiry, .. } => Ok(Some((hash, expiry))),
+            Revocation::NotFound { .. } => Ok(None),
+            Revocation::Invalid | Revocation::Required => Err(corrupt("unexpected revoke reply")),
         }
     }
 
@@ -1420,23 +1481,40 @@ fn classify(e: &RedisError) -> (StoreError, bool) {
 }
 
 enum Revocation {
+    Required,
     Invalid,
-    NotFound,
-    Revoked(String, u32),
+    NotFound {
+        remembered: bool,
+    },
+    Revoked {
+        hash: String,
+        expiry: u32,
+        remembered: bool,
+    },
 }
 
 fn revoke_reply(reply: Value) -> Result<Revocation, StoreError> {
     let mut parts = array(reply)?.into_iter();
     let tag = text(&parts.next().unwrap_or(Value::Nil)).unwrap_or_default();
+    // The commit script appends 1 when a remembered second factor let the call
+    // through; the revoke script appends nothing.
+    let flag = |item: Option<Value>| item.is_some_and(|v| text(&v).as_deref() == Some("1"));
     match tag.as_str() {
+        "required" => Ok(Revocation::Required),
         "invalid" => Ok(Revocation::Invalid),
-        "notfound" => Ok(Revocation::NotFound),
+        "notfound" => Ok(Revocation::NotFound {
+            remembered: flag(parts.next()),
+        }),
         "revoked" => {
             let hash = text(&parts.next().unwrap_or(Value::Nil))
                 .ok_or_else(|| corrupt("revoke reply without a hash"))?;
             let expiry = u32::try_from(int(&parts.next().unwrap_or(Value::Nil))?)
                 .map_err(|_| corrupt("revoke reply expiry out of range"))?;
-            Ok(Revocation::Revoked(hash, expiry))
+            Ok(Revocation::Revoked {
+                hash,
+                expiry,
+                remembered: flag(parts.next()),
+            })
         }
         "corrupt" => Err(StoreError::Corrupt(
             text(&parts.next().unwrap_or(Value::Nil)).unwrap_or_default(),
@@ -1523,6 +1601,7 @@ fn user_record(
     Ok(Some(UserRecord {
         id: id.to_owned(),
         username: fields.remove("username").unwrap_or_default(),
+        name: fields.remove("name").filter(|n| !n.is_empty()),
         roles,
         totp_secret: fields.remove("totp"),
         backup_codes,
@@ -1531,11 +1610,19 @@ fn user_record(
 
 fn session_record(
     id: &str,
-    mut fields: HashMap<String, String>,
+    fields: HashMap<String, String>,
 ) -> Result<Option<SessionRecord>, StoreError> {
+    Ok(stored_session(id, fields)?.map(|s| s.record))
+}
+
+fn stored_session(
+    id: &str,
+    mut fields: HashMap<String, String>,
+) -> Result<Option<StoredSession>, StoreError> {
     if fields.is_empty() {
         return Ok(None);
     }
+    let host = fields.remove("host");
     let number = |value: Option<String>, what: &str| -> Result<Option<u64>, StoreError> {
         value
             .map(|v| {
@@ -1548,7 +1635,7 @@ fn session_record(
         .remove("device")
         .map(|json| serde_json::from_str(&json).map_err(|_| corrupt("session device is not JSON")))
         .transpose()?;
-    Ok(Some(SessionRecord {
+    let record = SessionRecord {
         id: id.to_owned(),
         user_id: fields
             .remove("userId")
@@ -1563,7 +1650,8 @@ fn session_record(
             .ok_or_else(|| corrupt("session without loginAt"))?,
         logout_at_ms: number(fields.remove("logoutAt"), "logoutAt")?,
         logout_by: fields.remove("logoutBy"),
-    }))
+    };
+    Ok(Some(StoredSession { record, host }))
 }
 
 /// A revoked-set member as a token hash, without copying the reply.

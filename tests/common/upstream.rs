@@ -69,6 +69,8 @@ struct State {
     /// (user id, token) → (username, roles) for `/api/v1/me`.
     me: HashMap<(String, String), (String, Vec<String>)>,
     meteor: Meteor,
+    /// (user id, token) → display name `/api/v1/me` answers with, when set.
+    me_names: HashMap<(String, String), String>,
 }
 
 /// How `/api/v1/login` answers.
@@ -82,6 +84,8 @@ pub struct LoginOptions {
     pub chunked: bool,
     /// `data.me.username` (default `u`).
     pub username: Option<String>,
+    /// `data.me.name` (the display name; absent by default).
+    pub name: Option<String>,
 }
 
 /// The running fake upstream; stops when dropped.
@@ -201,6 +205,15 @@ impl FakeUpstream {
                 || s.headers.values().any(|v| in_bytes(v.as_bytes()))
         }) || state.ws_messages.iter().any(|m| m.contains(needle))
             || state.meteor.received.iter().any(|m| m.contains(needle))
+    }
+
+    /// `/api/v1/me` also answers this display name (`name`) for the pair.
+    pub fn set_me_name(&self, user_id: &str, token: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .me_names
+            .insert((user_id.to_string(), token.to_string()), name.to_string());
     }
 
     /// `/api/v1/me` vouches for this user id + token.
@@ -369,18 +382,26 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
                 .to_string()
         };
         let key = (header("x-user-id"), header("x-auth-token"));
-        let known = state.lock().unwrap().me.get(&key).cloned();
+        let (known, name) = {
+            let state = state.lock().unwrap();
+            (
+                state.me.get(&key).cloned(),
+                state.me_names.get(&key).cloned(),
+            )
+        };
         return match known {
-            Some((username, roles)) => json(
-                200,
-                serde_json::json!({
+            Some((username, roles)) => {
+                let mut me = serde_json::json!({
                     "_id": key.0,
                     "username": username,
                     "roles": roles,
                     "success": true,
-                })
-                .to_string(),
-            ),
+                });
+                if let Some(name) = name {
+                    me["name"] = serde_json::Value::String(name);
+                }
+                json(200, me.to_string())
+            }
             None => json(
                 401,
                 r#"{"status":"error","message":"You must be logged in to do this."}"#.to_string(),
@@ -424,8 +445,12 @@ fn login_body(state: &State, n: u64) -> Option<String> {
         n => format!(r#","pad":"{}""#, "p".repeat(n)),
     };
     let username = state.login.username.as_deref().unwrap_or("u");
+    let name = match &state.login.name {
+        Some(name) => format!(r#","name":{}"#, serde_json::Value::String(name.clone())),
+        None => String::new(),
+    };
     Some(format!(
-        r#"{{"status":"success","data":{{"userId":"{user}","authToken":"{token}","me":{{"_id":"{user}","username":"{username}"{pad}}}}}}}"#
+        r#"{{"status":"success","data":{{"userId":"{user}","authToken":"{token}","me":{{"_id":"{user}","username":"{username}"{name}{pad}}}}}}}"#
     ))
 }
 
