@@ -177,11 +177,17 @@ curl -s -X POST {url}/api/v1/sessions/logout -H 'X-User-Id: {ADMIN_ID}' -H 'X-Au
 curl -s {url}/api/v1/me -H 'X-User-Id: {VICTIM_ID}' -H 'X-Auth-Token: {victim_token}'
    -> 401 {{"status":"error","message":"You must be logged in to do this."}}
 
-5. The same code cannot be used twice:
-curl -s -X POST {url}/api/v1/sessions/logout -H 'X-User-Id: {ADMIN_ID}' -H 'X-Auth-Token: {ADMIN_TOKEN}' -H 'x-2fa-code: {code}' -H 'Content-Type: application/json' -d '{{"sessionId":"{VICTIM_SESSION}"}}'
+5. The same code is refused from any other client (single use, on every replica):
+curl -s -X POST {url}/api/v1/sessions/logout -A 'other-device' -H 'X-User-Id: {ADMIN_ID}' -H 'X-Auth-Token: {ADMIN_TOKEN}' -H 'x-2fa-code: {code}' -H 'Content-Type: application/json' -d '{{"sessionId":"{VICTIM_SESSION}"}}'
    -> 400 {{"success":false,"error":"TOTP Invalid [totp-invalid]","errorType":"totp-invalid","details":{{"method":"totp","codeGenerated":false}}}}
 
-6. Everything else is forwarded unchanged:
+6. This admin client passed the second factor a moment ago: like Rocket.Chat, the gate
+   remembers it for 30 minutes (totp.remember_seconds) for the same token, address and
+   User-Agent, so no code is asked; the session is already logged out:
+curl -s -X POST {url}/api/v1/sessions/logout -H 'X-User-Id: {ADMIN_ID}' -H 'X-Auth-Token: {ADMIN_TOKEN}' -H 'Content-Type: application/json' -d '{{"sessionId":"{VICTIM_SESSION}"}}'
+   -> 404 {{"success":false,"error":"Session not found"}}
+
+7. Everything else is forwarded unchanged:
 curl -s {url}/api/info
    -> 200 {{"version":"5.4.0","success":true}}
 

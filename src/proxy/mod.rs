@@ -176,7 +176,7 @@ impl Gate {
     /// unencoded answer (no `Accept-Encoding`) so the gate can read it: a few
     /// hundred bytes of JSON, once per login.
     async fn forward_login(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
-        let client = ClientFacts::of(req.headers(), &conn);
+        let client = ClientFacts::of_request(&req, &conn);
         self.enforce(&mut req, &conn);
         req.headers_mut().remove(header::ACCEPT_ENCODING);
         // A REST login may resume a token (`{"resume": token}`): a revoked
@@ -411,7 +411,7 @@ impl Gate {
     ) -> Response<Body> {
         let on_login = Some(
             self.capturer
-                .ddp_hook(crate::capture::ClientFacts::of(req.headers(), &conn)),
+                .ddp_hook(crate::capture::ClientFacts::of_request(&req, &conn)),
         );
         let client_upgrade = hyper::upgrade::on(&mut req);
         let upstream_req = self.prepare(req, &conn, true);
