@@ -67,6 +67,9 @@ pub struct Metrics {
     /// Unknown-token lookups against the upstream's `/api/v1/me`, by outcome.
     pub token_verifications: Family<OutcomeLabel, Counter>,
     pub last_sync_unix: Gauge,
+    /// 1 while `/readyz` answers 200; set from the readiness latch at each
+    /// scrape (`admin::metrics_text`), so it never disagrees with `/readyz`.
+    pub ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -188,6 +191,12 @@ impl Metrics {
             "Unix time of the last full revocation sync",
             last_sync_unix.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while /readyz answers 200 (listener bound, revoked set synced), else 0",
+            ready.clone(),
+        );
         let durations = ROUTE_LABELS
             .iter()
             .map(|route| {
@@ -219,6 +228,7 @@ impl Metrics {
             capture_failures,
             token_verifications,
             last_sync_unix,
+            ready,
         }
     }
 
