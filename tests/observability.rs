@@ -38,11 +38,18 @@ fn shipped(suffix: &str) -> Vec<(String, String)> {
 
 // ---- the exposition ------------------------------------------------------------
 
-/// One scrape: family types (from `# TYPE`) and each sample's name and labels.
+/// One scrape: family types (from `# TYPE`) and the samples.
 #[derive(Debug, Default)]
 struct Exposition {
     types: BTreeMap<String, String>,
-    samples: Vec<(String, BTreeMap<String, String>)>,
+    samples: Vec<Sample>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: String,
 }
 
 impl Exposition {
@@ -65,7 +72,7 @@ impl Exposition {
     /// the samples seen, plus the names each declared family gets once it has
     /// a child (a labelled family shows only `# TYPE` until then).
     fn series_names(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.samples.iter().map(|(n, _)| n.clone()).collect();
+        let mut names: BTreeSet<String> = self.samples.iter().map(|s| s.name.clone()).collect();
         for (family, kind) in &self.types {
             let suffixes: &[&str] = match kind.as_str() {
                 "counter" => &["_total", "_created"],
@@ -82,33 +89,29 @@ impl Exposition {
     /// Label names of the samples of `series` (`None`: no sample to tell).
     fn label_names(&self, series: &str) -> Option<BTreeSet<String>> {
         let mut found = None;
-        for (name, labels) in &self.samples {
-            if name == series {
-                found
-                    .get_or_insert_with(BTreeSet::new)
-                    .extend(labels.keys().cloned());
-            }
+        for sample in self.samples.iter().filter(|s| s.name == series) {
+            found
+                .get_or_insert_with(BTreeSet::new)
+                .extend(sample.labels.keys().cloned());
         }
         found
     }
 
-    fn has_sample(&self, series: &str, labels: &[(&str, &str)], value: &str, text: &str) -> bool {
-        let want: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let line_value = |line: &str| line.rsplit(' ').next().map(str::to_string);
-        text.lines()
-            .filter(|line| !line.starts_with('#') && !line.is_empty())
-            .any(|line| {
-                parse_sample(line) == (series.to_string(), want.clone())
-                    && line_value(line).as_deref() == Some(value)
-            })
+    fn has_sample(&self, series: &str, labels: &[(&str, &str)], value: &str) -> bool {
+        let want = Sample {
+            name: series.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: value.to_string(),
+        };
+        self.samples.contains(&want)
     }
 }
 
-/// `name{a="x",b="y"} value` → (name, labels). Label values are unescaped.
-fn parse_sample(line: &str) -> (String, BTreeMap<String, String>) {
+/// `name{a="x",b="y"} value`; label values are unescaped.
+fn parse_sample(line: &str) -> Sample {
     let name_end = line.find(['{', ' ']).expect("sample line has a value");
     let name = line[..name_end].to_string();
     let mut labels = BTreeMap::new();
@@ -140,7 +143,12 @@ fn parse_sample(line: &str) -> (String, BTreeMap<String, String>) {
             }
         }
     }
-    (name, labels)
+    let value = line.rsplit(' ').next().unwrap_or_default().to_string();
+    Sample {
+        name,
+        labels,
+        value,
+    }
 }
 
 // ---- what the dashboard and the rules ask for ------------------------------------
@@ -499,7 +507,7 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
         ("sessiongate_redis_up", &[][..], "1"),
     ] {
         assert!(
-            exposition.has_sample(series, labels, value, &text),
+            exposition.has_sample(series, labels, value),
             "expected {series}{labels:?} {value} in:\n{text}"
         );
     }
@@ -602,7 +610,8 @@ fn the_reference_parser_sees_what_promql_selects() {
         ]
     );
     assert_eq!(
-        exposition.samples[0].1.get("k").map(String::as_str),
+        exposition.samples[0].labels.get("k").map(String::as_str),
         Some("a\"b")
     );
+    assert_eq!(exposition.samples[0].value, "1");
 }
