@@ -4,10 +4,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `sessiongate --version`: the crate version and the git commit it was built
+/// from (`1a2b3c4`, `1a2b3c4-dirty`, or `unknown`; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SESSIONGATE_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sessiongate",
-    version,
+    version = VERSION,
     about = "Reverse-proxy enforcement sidecar for Rocket.Chat-compatible chat servers",
     long_about = "sessiongate sits in front of a Rocket.Chat-compatible server, answers \
 POST /api/v1/sessions/logout itself (permission + TOTP), revokes the session in Redis, \

@@ -122,6 +122,47 @@ fn help_lists_every_command() {
 }
 
 #[test]
+fn version_prints_the_crate_version_and_the_commit() {
+    let commit = env!("SESSIONGATE_COMMIT");
+    let expected = format!("sessiongate {} ({commit})\n", env!("CARGO_PKG_VERSION"));
+    for flag in ["--version", "-V"] {
+        assert_eq!(
+            run(&[flag], &[]),
+            (0, expected.clone(), String::new()),
+            "{flag}"
+        );
+    }
+    // build.rs: a short hash, `-dirty` when the build inputs differ from it,
+    // `unknown` outside git; or a plain token given as SESSIONGATE_COMMIT.
+    let overridden = std::env::var_os("SESSIONGATE_COMMIT").is_some();
+    let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(
+        overridden
+            || commit == "unknown"
+            || (hash.len() >= 7 && hash.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    // Built from a git checkout of this crate (`.git` is a directory, or a
+    // file in a worktree): the commit is that checkout's HEAD.
+    let checkout = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.git")).exists();
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    if let (true, false, Some(head)) = (checkout, overridden, head) {
+        assert_eq!(hash, head);
+    }
+}
+
+#[test]
 fn admin_commands_work_against_redis() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();

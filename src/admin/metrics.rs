@@ -82,6 +82,9 @@ pub struct Metrics {
     /// Calls a remembered second factor let through without a code, by endpoint.
     pub totp_remembered: Family<EndpointLabel, Counter>,
     pub last_sync_unix: Gauge,
+    /// 1 while `/readyz` answers 200; set from the readiness latch at each
+    /// scrape (`admin::metrics_text`), so it never disagrees with `/readyz`.
+    pub ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -212,6 +215,12 @@ impl Metrics {
             "Unix time of the last full revocation sync",
             last_sync_unix.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while /readyz answers 200 (listener bound, revoked set synced), else 0",
+            ready.clone(),
+        );
         let durations = ROUTE_LABELS
             .iter()
             .map(|route| {
@@ -244,6 +253,7 @@ impl Metrics {
             token_verifications,
             totp_remembered,
             last_sync_unix,
+            ready,
         }
     }
 

@@ -95,7 +95,7 @@ fn answer(req: &Request<Incoming>, metrics: &Metrics, readiness: &Readiness) -> 
             }
         }
         "/metrics" => {
-            let mut response = text(StatusCode::OK, metrics.encode());
+            let mut response = text(StatusCode::OK, metrics_text(metrics, readiness));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static(
@@ -108,6 +108,12 @@ fn answer(req: &Request<Incoming>, metrics: &Metrics, readiness: &Readiness) -> 
     }
 }
 
+/// The exposition, with `sessiongate_ready` brought up to date first.
+fn metrics_text(metrics: &Metrics, readiness: &Readiness) -> String {
+    metrics.ready.set(i64::from(readiness.is_ready()));
+    metrics.encode()
+}
+
 fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
@@ -116,4 +122,20 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_gauge_follows_the_latch() {
+        let metrics = Metrics::new();
+        let readiness = Readiness::default();
+        assert!(metrics_text(&metrics, &readiness).contains("\nsessiongate_ready 0\n"));
+        readiness.set_listener_bound();
+        assert!(metrics_text(&metrics, &readiness).contains("\nsessiongate_ready 0\n"));
+        readiness.set_revocations_synced();
+        assert!(metrics_text(&metrics, &readiness).contains("\nsessiongate_ready 1\n"));
+    }
 }
