@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Metrics, Readiness};
 use crate::api::{DevicesApi, LogoutApi};
-use crate::auth::verify::{CallerAuth, UpstreamVerifier};
 use crate::capture::Capturer;
 use crate::config::{Config, ConfigError};
 use crate::proxy::{Gate, Handlers};
@@ -18,6 +17,7 @@ use crate::revocation::{self, RevokedSet};
 use crate::server;
 use crate::store::Store;
 use crate::totp::crypto::SecretKey;
+use crate::verify::{CallerAuth, UpstreamVerifier};
 
 /// Listeners bound before anything else runs, so a busy port fails fast with
 /// the key that named it.
@@ -36,7 +36,7 @@ impl Bound {
 }
 
 pub async fn bind(cfg: &Config) -> Result<Bound, ConfigError> {
-    server::tls::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let tls = match &cfg.server.tls {
         Some(files) => Some(TlsAcceptor::from(server::tls::server_config(files)?)),
         None => None,
@@ -70,8 +70,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     let revoked = RevokedSet::new();
-    let client =
-        crate::proxy::client::build(&cfg.proxy, &cfg.upstream).context("upstream client")?;
+    let client = crate::upstream::build(&cfg.proxy, &cfg.upstream).context("upstream client")?;
     let capturer = Capturer::new(&cfg, store.clone(), revoked.clone(), metrics.clone());
     let verifier = cfg
         .logout

@@ -36,14 +36,15 @@ use http::{HeaderMap, Response, StatusCode, header};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Frame;
 
-use crate::admin::Metrics;
-use crate::admin::metrics::KindLabel;
 use crate::auth::{device_info, encode_hash, hash_token, meteor_id};
 use crate::body::{Body, BoxError, boxed, full};
 use crate::config::Config;
-use crate::proxy::{ConnInfo, UpstreamBody};
+use crate::conn::ConnInfo;
+use crate::metrics::KindLabel;
+use crate::metrics::Metrics;
 use crate::revocation::RevokedSet;
 use crate::store::{SessionRecord, Store, StoreError};
+use crate::upstream::UpstreamBody;
 
 /// Login answers larger than this are relayed untouched and not captured (SPEC §2).
 pub const MAX_LOGIN_ANSWER: usize = 64 * 1024;

@@ -15,7 +15,7 @@ use crate::totp::{self, crypto::SecretKey};
 
 /// Open the configured Redis store for an admin command.
 pub fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    crate::server::tls::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     Store::redis(redis_options(cfg)).map_err(|e| anyhow!("redis.url: {e}"))
 }
 
@@ -206,7 +206,7 @@ pub async fn session(cfg: &Config, cmd: SessionCmd) -> anyhow::Result<()> {
                             "active"
                         },
                         s.ip.as_deref().unwrap_or("-"),
-                        iso8601(s.login_at_ms)
+                        crate::clock::iso8601(s.login_at_ms)
                     );
                 }
             }
@@ -296,46 +296,9 @@ pub fn session_json(stored: &StoredSession) -> serde_json::Value {
         "ip": s.ip,
         "userAgent": s.user_agent,
         "device": s.device,
-        "loginAt": iso8601(s.login_at_ms),
-        "logoutAt": s.logout_at_ms.map(iso8601),
+        "loginAt": crate::clock::iso8601(s.login_at_ms),
+        "logoutAt": s.logout_at_ms.map(crate::clock::iso8601),
         "logoutBy": s.logout_by,
         "active": s.logout_at_ms.is_none(),
     })
-}
-
-/// Milliseconds since the epoch as `2026-11-25T10:00:00.000Z` (UTC), like
-/// Rocket.Chat's JSON dates.
-pub fn iso8601(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso8601_matches_known_instants() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_764_064_800_123), "2025-11-25T10:00:00.123Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 }

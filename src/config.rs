@@ -816,13 +816,10 @@ const MAX_REMEMBER_SECS: u64 = 86_400;
 
 /// The permissions the gate checks, each held by `admin` unless configured.
 fn default_permissions() -> BTreeMap<String, Vec<String>> {
-    [
-        crate::api::logout::PERMISSION,
-        crate::api::devices::VIEW_PERMISSION,
-    ]
-    .into_iter()
-    .map(|name| (name.to_string(), vec!["admin".to_string()]))
-    .collect()
+    crate::auth::CHECKED_PERMISSIONS
+        .into_iter()
+        .map(|name| (name.to_string(), vec!["admin".to_string()]))
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod answers;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -23,11 +24,18 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod conn;
 pub mod demo;
+pub mod headers;
+pub mod metrics;
 pub mod proxy;
 pub mod revocation;
 pub mod route;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod totp;
+pub mod tunnel;
+pub mod upstream;
+pub mod verify;
 pub mod ws;

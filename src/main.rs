@@ -80,7 +80,7 @@ fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let cfg = Config::load(path, &ProcessEnv, &Overrides::default())?;
     commands::load_key(&cfg, &ProcessEnv)?;
     if let Some(files) = &cfg.server.tls {
-        sessiongate::server::tls::install_crypto_provider();
+        sessiongate::tls::install_crypto_provider();
         sessiongate::server::tls::server_config(files)?;
     }
     Ok(())

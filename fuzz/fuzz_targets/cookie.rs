@@ -15,7 +15,7 @@
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use sessiongate::proxy::headers::{cookie_values, strip_cookies};
+use sessiongate::headers::{cookie_values, strip_cookies};
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();

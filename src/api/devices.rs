@@ -48,19 +48,20 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::admin::Metrics;
+use crate::answers::{ApiError, json_response, logout_success};
 use crate::api::body::{InvalidParams, parse_logout_body};
-use crate::api::error::{ApiError, json_response, logout_success};
 use crate::api::logout::{
     ReadBody, caller_or_refusal, commit_for, deny_delay, header_text, read_body, remembered,
     second_factor_proof, store_error, truncate,
 };
-use crate::auth::verify::CallerAuth;
-use crate::auth::{Permissions, client_fingerprint, decode_hash, encode_hash, hash_token};
+use crate::auth::{
+    Permissions, VIEW_DEVICE_MANAGEMENT, client_fingerprint, decode_hash, encode_hash, hash_token,
+};
 use crate::body::Body;
 use crate::capture::ClientFacts;
 use crate::config::Config;
-use crate::proxy::ConnInfo;
+use crate::conn::ConnInfo;
+use crate::metrics::Metrics;
 use crate::revocation::RevokedSet;
 use crate::route::DeviceEndpoint;
 use crate::store::{
@@ -68,9 +69,7 @@ use crate::store::{
     UserRecord,
 };
 use crate::totp::crypto::SecretKey;
-
-/// The permission `list.all` and `info.admin` require.
-pub const VIEW_PERMISSION: &str = "view-device-management";
+use crate::verify::CallerAuth;
 
 /// Rocket.Chat's `API_Default_Count` and `API_Upper_Count_Limit` defaults.
 const DEFAULT_COUNT: i64 = 50;
@@ -290,7 +289,10 @@ impl DevicesApi {
         // 4 + 5: permission and second factor for the admin views.
         if admin {
             let user = user.as_ref().ok_or(ApiError::Forbidden)?;
-            if !inner.permissions.allows(&user.roles, VIEW_PERMISSION) {
+            if !inner
+                .permissions
+                .allows(&user.roles, VIEW_DEVICE_MANAGEMENT)
+            {
                 return Err(ApiError::Forbidden);
             }
             let remembering = inner.remember_secs > 0;
@@ -834,11 +836,11 @@ impl<'a> SessionView<'a> {
             device: s.device.as_ref().map(RcOrder),
             host: row.host,
             ip: s.ip.as_deref(),
-            login_at: crate::commands::iso8601(s.login_at_ms),
+            login_at: crate::clock::iso8601(s.login_at_ms),
             logout_at: s
                 .logout_at_ms
                 .filter(|_| with_logout)
-                .map(crate::commands::iso8601),
+                .map(crate::clock::iso8601),
             logout_by: s.logout_by.as_deref().filter(|_| with_logout),
             // Rocket.Chat's `$unwind` keeps a session whose user is gone, without `_user`.
             user: row.user.flatten().map(|u| UserView {

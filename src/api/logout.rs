@@ -24,24 +24,23 @@ use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::admin::Metrics;
+use crate::answers::{ApiError, logout_success};
 use crate::api::body::{InvalidParams, parse_logout_body};
-use crate::api::error::{ApiError, logout_success};
-use crate::auth::verify::CallerAuth;
-use crate::auth::{Permissions, client_fingerprint, encode_hash, hash_token};
+use crate::auth::{
+    LOGOUT_DEVICE_MANAGEMENT, Permissions, client_fingerprint, encode_hash, hash_token,
+};
 use crate::body::Body;
 use crate::capture::ClientFacts;
 use crate::config::Config;
-use crate::proxy::ConnInfo;
+use crate::conn::ConnInfo;
+use crate::metrics::Metrics;
 use crate::revocation::RevokedSet;
 use crate::store::{
     Commit, CommitOutcome, Precheck, PrecheckOutcome, Proof, Remember, Store, StoreError,
     UserRecord,
 };
 use crate::totp::{self, crypto::SecretKey};
-
-/// The permission this endpoint requires.
-pub const PERMISSION: &str = "logout-device-management";
+use crate::verify::CallerAuth;
 
 /// Largest request body drained after an early answer so keep-alive survives.
 const DRAIN_AFTER_REFUSAL: usize = 1024 * 1024;
@@ -207,7 +206,10 @@ impl LogoutApi {
         let Some(user) = user else {
             return Err(ApiError::Forbidden);
         };
-        if !inner.permissions.allows(&user.roles, PERMISSION) {
+        if !inner
+            .permissions
+            .allows(&user.roles, LOGOUT_DEVICE_MANAGEMENT)
+        {
             return Err(ApiError::Forbidden);
         }
 

@@ -3,7 +3,6 @@
 
 pub mod body;
 pub mod devices;
-pub mod error;
 pub mod logout;
 
 pub use devices::DevicesApi;

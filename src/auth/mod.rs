@@ -1,7 +1,6 @@
 //! Identity facts the gate derives from a request: token hashes and permissions.
 
 pub mod device;
-pub mod verify;
 
 pub use device::device_info;
 
@@ -73,6 +72,15 @@ pub fn decoy_token(len: usize) -> String {
         .map(|_| char::from(TOKEN_ALPHABET[rng.random_range(0..TOKEN_ALPHABET.len())]))
         .collect()
 }
+
+/// The permission `POST /api/v1/sessions/logout` requires (SPEC §1 row 4).
+pub const LOGOUT_DEVICE_MANAGEMENT: &str = "logout-device-management";
+
+/// The permission Rocket.Chat's `sessions/list.all` and `info.admin` require.
+pub const VIEW_DEVICE_MANAGEMENT: &str = "view-device-management";
+
+/// Every permission the gate checks; each is held by `admin` unless configured.
+pub const CHECKED_PERMISSIONS: [&str; 2] = [LOGOUT_DEVICE_MANAGEMENT, VIEW_DEVICE_MANAGEMENT];
 
 /// Role → permission lookup from the `[permissions]` config table
 /// (permission name → roles holding it).

@@ -7,12 +7,6 @@
 //! is captured before it is relayed ([`crate::capture`]), and a successful
 //! `POST /api/v1/logout` logs that session out here too.
 
-pub mod client;
-pub mod error;
-pub mod headers;
-pub mod query;
-
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,38 +19,23 @@ use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::Metrics;
-use crate::api::error::ApiError;
+use crate::answers::{ApiError, ProxyError};
 use crate::api::{DevicesApi, LogoutApi};
 use crate::auth::hash_token;
 use crate::body::{Body, boxed, full};
 use crate::capture::{Capturer, ClientFacts};
 use crate::config::Config;
+use crate::conn::ConnInfo;
+use crate::headers::{self, query};
+use crate::metrics::Metrics;
 use crate::revocation::RevokedSet;
 use crate::route::{self, Route};
-use crate::ws;
-
-pub use client::UpstreamBody;
-pub use error::ProxyError;
-
-/// Facts about the client connection a request arrived on.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// `peer`'s address as an X-Forwarded-For value, formatted once.
-    pub peer_header: HeaderValue,
-    pub tls: bool,
-    /// The peer is a configured trusted proxy: its X-Forwarded-* are kept.
-    pub trusted: bool,
-    /// Request-smuggling verdicts from the raw byte watcher.
-    pub framing: Arc<crate::server::framing::ConnFraming>,
-    /// The last tokens on this connection found not revoked.
-    pub clean: Arc<crate::revocation::CleanMemo>,
-}
+use crate::upstream::{UpstreamBody, UpstreamClient};
+use crate::{tunnel, ws};
 
 /// Everything a request needs, shared by all connections.
 pub struct Gate {
-    client: client::UpstreamClient,
+    client: UpstreamClient,
     /// Host sent upstream when the client sent none (HTTP/1.0).
     upstream_host: HeaderValue,
     response_timeout: Duration,
@@ -87,7 +66,7 @@ impl Gate {
     /// `client` is the pooled upstream client (shared with the token verifier).
     pub fn new(
         cfg: &Config,
-        client: client::UpstreamClient,
+        client: UpstreamClient,
         revoked: RevokedSet,
         metrics: Arc<Metrics>,
         handlers: Handlers,
@@ -298,7 +277,7 @@ impl Gate {
     fn count_revoked(&self, kind: &'static str) {
         self.metrics
             .revoked_requests
-            .get_or_create(&crate::admin::metrics::KindLabel { kind })
+            .get_or_create(&crate::metrics::KindLabel { kind })
             .inc();
     }
 
@@ -428,10 +407,10 @@ impl Gate {
         let shutdown = self.tunnel_shutdown.clone();
         let max_inspect_bytes = self.max_inspect_bytes;
         let counter = self.metrics.clone();
-        let on_revoked_login: ws::pump::RevokedLoginHook = Arc::new(move || {
+        let on_revoked_login: tunnel::RevokedLoginHook = Arc::new(move || {
             counter
                 .revoked_requests
-                .get_or_create(&crate::admin::metrics::KindLabel { kind: "ddp" })
+                .get_or_create(&crate::metrics::KindLabel { kind: "ddp" })
                 .inc();
         });
         self.tunnels.spawn(async move {
@@ -443,13 +422,13 @@ impl Gate {
                 }
             };
             metrics.websockets_open.inc();
-            let cfg = ws::pump::TunnelConfig {
+            let cfg = tunnel::TunnelConfig {
                 cookie_token,
                 max_inspect_bytes,
                 on_login,
                 on_revoked_login: Some(on_revoked_login),
             };
-            let end = ws::pump::tunnel(
+            let end = tunnel::tunnel(
                 TokioIo::new(client),
                 TokioIo::new(upstream),
                 cfg,
@@ -458,7 +437,7 @@ impl Gate {
             )
             .await;
             metrics.websockets_open.dec();
-            if matches!(end, ws::pump::TunnelEnd::Revoked) {
+            if matches!(end, tunnel::TunnelEnd::Revoked) {
                 metrics.websockets_closed_by_revocation.inc();
                 tracing::info!(peer = %conn.peer, "websocket closed: its session was revoked");
             }

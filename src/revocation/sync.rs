@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{Metrics, Readiness};
 use crate::clock;
+use crate::metrics::{Metrics, Readiness};
 use crate::revocation::RevokedSet;
 use crate::store::{FeedEvent, Store};
 

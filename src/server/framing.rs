@@ -15,31 +15,15 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::conn::ConnFraming;
+
 /// Heads longer than this are hyper's to reject; the guard stops watching.
 const MAX_HEAD: usize = 128 * 1024;
 const MAX_CHUNK_LINE: usize = 4096;
-
-/// Shared between the byte watcher and the service of one connection.
-#[derive(Debug, Default)]
-pub struct ConnFraming {
-    /// 1 + index of the first ambiguous request head; 0 = none.
-    bad_head: AtomicU64,
-    /// Requests the service has started on this connection.
-    served: AtomicU64,
-}
-
-impl ConnFraming {
-    /// Called once per request, in order: is this request the ambiguous one?
-    pub fn next_request_is_ambiguous(&self) -> bool {
-        let index = self.served.fetch_add(1, Ordering::AcqRel);
-        self.bad_head.load(Ordering::Acquire) == index + 1
-    }
-}
 
 enum State {
     Head(Vec<u8>),
@@ -90,12 +74,7 @@ impl<IO> FramingGuard<IO> {
                             self.heads += 1;
                             self.state = match next {
                                 Verdict::Ambiguous => {
-                                    let _ = self.shared.bad_head.compare_exchange(
-                                        0,
-                                        index + 1,
-                                        Ordering::AcqRel,
-                                        Ordering::Acquire,
-                                    );
+                                    self.shared.flag(index);
                                     // The gate closes the connection after refusing it.
                                     State::Off
                                 }
@@ -284,7 +263,8 @@ mod tests {
         for c in chunks {
             guard.observe(c);
         }
-        (shared.clone(), shared.bad_head.load(Ordering::Acquire))
+        let flagged = shared.flagged().map_or(0, |index| index + 1);
+        (shared.clone(), flagged)
     }
 
     #[test]

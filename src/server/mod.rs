@@ -19,13 +19,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
-use crate::proxy::{ConnInfo, Gate};
+use crate::conn::ConnInfo;
+use crate::proxy::Gate;
 
 /// Bound on a client's TLS handshake (slowloris at the TLS layer).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Answer sent to a connection over the limit, then closed.
-const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 116\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"success\":false,\"error\":\"Too many open connections [error-connection-limit]\",\"errorType\":\"error-connection-limit\"}\n";
 
 pub struct Listener {
     pub listener: TcpListener,
@@ -76,18 +74,12 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let framing = Arc::new(framing::ConnFraming::default());
-        let conn = ConnInfo {
-            peer,
-            peer_header: crate::proxy::headers::peer_header(peer.ip()),
-            tls: listener.tls.is_some(),
-            trusted: cfg
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&peer.ip())),
-            framing: framing.clone(),
-            clean: Default::default(),
-        };
+        let trusted = cfg
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip()));
+        let conn = ConnInfo::new(peer, listener.tls.is_some(), trusted);
+        let framing = conn.framing.clone();
         let gate = gate.clone();
         let builder = builder.clone();
         let tls = listener.tls.clone();
@@ -158,7 +150,9 @@ pub async fn serve(
 
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(OVER_LIMIT).await;
+        let _ = stream
+            .write_all(crate::answers::OVER_CONNECTION_LIMIT)
+            .await;
         let _ = stream.shutdown().await;
     })
     .await;

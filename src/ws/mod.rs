@@ -1,13 +1,8 @@
-//! Websocket enforcement: the tunnel between an upgraded client socket and the
-//! upstream, which refuses revoked DDP resume logins and closes sockets whose
-//! token gets revoked (SPEC §3, §8).
+//! Websocket and DDP wire formats, pure (no I/O): what the enforcing tunnel
+//! ([`crate::tunnel`]) and the SockJS/REST body inspection read.
 //!
-//! - [`frame`]: RFC 6455 framing, pure.
-//! - [`ddp`]: DDP / SockJS message inspection, pure.
-//! - [`pump`]: the tunnel itself.
+//! - [`frame`]: RFC 6455 framing.
+//! - [`ddp`]: DDP / SockJS message inspection and rewriting.
 
 pub mod ddp;
 pub mod frame;
-pub mod pump;
-
-pub use pump::{TunnelConfig, TunnelEnd, tunnel};

@@ -1,15 +1,10 @@
 //! Admin listener: `/healthz` (alive), `/readyz` (ready to enforce), `/metrics`.
 //!
-//! Readiness is a latch: it turns true once the gate's listener is bound and the
-//! revoked set has had its first full sync, and never turns false again — a Redis
-//! blip must not pull every replica out of the Service at once (the gate keeps
-//! enforcing its last known set), and the upstream's health is not ours to report.
-
-pub mod metrics;
+//! What they report lives in [`crate::metrics`] (counters and the readiness
+//! latch); this module only serves it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -18,31 +13,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use metrics::Metrics;
+pub use crate::metrics::{Metrics, Readiness};
 
 use crate::body::{Body, full};
-
-/// Conditions that must all hold before `/readyz` answers 200.
-#[derive(Default)]
-pub struct Readiness {
-    listener_bound: AtomicBool,
-    revocations_synced: AtomicBool,
-}
-
-impl Readiness {
-    pub fn set_listener_bound(&self) {
-        self.listener_bound.store(true, Ordering::Release);
-    }
-    pub fn set_revocations_synced(&self) {
-        self.revocations_synced.store(true, Ordering::Release);
-    }
-    pub fn revocations_synced(&self) -> bool {
-        self.revocations_synced.load(Ordering::Acquire)
-    }
-    pub fn is_ready(&self) -> bool {
-        self.listener_bound.load(Ordering::Acquire) && self.revocations_synced()
-    }
-}
 
 /// Serve the admin endpoints until `shutdown` fires.
 pub async fn serve(

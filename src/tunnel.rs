@@ -42,10 +42,10 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
-use super::ddp;
-use super::frame::{self, FrameHeader, OpCode};
 use crate::auth::{TokenHash, hash_token};
 use crate::revocation::RevokedSet;
+use crate::ws::ddp;
+use crate::ws::frame::{self, FrameHeader, OpCode};
 
 /// Default bound on a message the gate holds back to inspect.
 pub const DEFAULT_MAX_INSPECT_BYTES: usize = 1 << 20;

@@ -1,5 +1,8 @@
-//! Prometheus metrics (prometheus-client). Route labels are canonical route
-//! names, never raw paths, so a client cannot blow up cardinality.
+//! What the admin listener reports: Prometheus metrics (prometheus-client)
+//! and the readiness latch. Route labels are canonical route names, never raw
+//! paths, so a client cannot blow up cardinality.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::encoding::{EncodeLabelSet, text::encode};
 use prometheus_client::metrics::counter::Counter;
@@ -295,5 +298,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Readiness is a latch: it turns true once the gate's listener is bound and
+/// the revoked set has had its first full sync, and never turns false again —
+/// a Redis blip must not pull every replica out of the Service at once (the
+/// gate keeps enforcing its last known set), and the upstream's health is not
+/// ours to report.
+#[derive(Default)]
+pub struct Readiness {
+    listener_bound: AtomicBool,
+    revocations_synced: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_listener_bound(&self) {
+        self.listener_bound.store(true, Ordering::Release);
+    }
+    pub fn set_revocations_synced(&self) {
+        self.revocations_synced.store(true, Ordering::Release);
+    }
+    pub fn revocations_synced(&self) -> bool {
+        self.revocations_synced.load(Ordering::Acquire)
+    }
+    pub fn is_ready(&self) -> bool {
+        self.listener_bound.load(Ordering::Acquire) && self.revocations_synced()
     }
 }

@@ -1,8 +1,10 @@
-//! Every JSON answer the gate writes itself, byte for byte.
+//! Every answer the gate writes itself, byte for byte: the Rocket.Chat bodies of
+//! the endpoints it answers (SPEC §1, §8) and the forwarding path's failures.
 //!
 //! The logout rows copy Rocket.Chat 5.x exactly (SPEC §1), including key order,
-//! so a client cannot tell the gate from the server it protects. This is the only
-//! module that knows those bodies.
+//! so a client cannot tell the gate from the server it protects. This is the
+//! only module that knows those bodies (as linkerd2-proxy keeps every error →
+//! response mapping in `errors/respond.rs`). Pure: no I/O.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -145,6 +147,55 @@ pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Bod
 fn json_string(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
 }
+
+/// Failures of the forwarding path, each with one JSON answer (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// Both Content-Length and Transfer-Encoding, or conflicting lengths:
+    /// refused and the connection closed so nothing after it is misparsed.
+    #[error("ambiguous request framing")]
+    AmbiguousFraming,
+    #[error("malformed request")]
+    BadRequest,
+    #[error("upstream unavailable")]
+    Upstream,
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+}
+
+impl ProxyError {
+    pub fn into_response(self) -> Response<Body> {
+        let (status, body) = match self {
+            ProxyError::AmbiguousFraming => (
+                StatusCode::BAD_REQUEST,
+                r#"{"success":false,"error":"Ambiguous request framing [error-bad-request]","errorType":"error-bad-request"}"#,
+            ),
+            ProxyError::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                r#"{"success":false,"error":"Malformed request [error-bad-request]","errorType":"error-bad-request"}"#,
+            ),
+            ProxyError::Upstream => (
+                StatusCode::BAD_GATEWAY,
+                r#"{"success":false,"error":"Upstream unavailable [error-bad-gateway]","errorType":"error-bad-gateway"}"#,
+            ),
+            ProxyError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                r#"{"success":false,"error":"Upstream timed out [error-gateway-timeout]","errorType":"error-gateway-timeout"}"#,
+            ),
+        };
+        let mut response = json_response(status, body);
+        if self == ProxyError::AmbiguousFraming {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// The raw answer to a connection over `server.max_connections`, written
+/// before any request is read; the connection is closed after it.
+pub const OVER_CONNECTION_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 116\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"success\":false,\"error\":\"Too many open connections [error-connection-limit]\",\"errorType\":\"error-connection-limit\"}\n";
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,8 @@
-//! Header rules of a transparent proxy (pure functions, no I/O).
+//! Request-head rules of a transparent proxy (pure functions, no I/O):
+//! hop-by-hop fields, X-Forwarded-*, smuggling checks, session cookies, and
+//! login tokens in query strings and forms ([`query`]).
+
+pub mod query;
 
 use std::borrow::Cow;
 use std::net::IpAddr;

@@ -21,14 +21,14 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::admin::Metrics;
-use crate::admin::metrics::OutcomeLabel;
 use crate::auth::hash_token;
 use crate::capture::{CaptureKind, Capturer, ClientFacts, Sighting, plausible_id};
 use crate::config::{Config, Upstream};
-use crate::proxy::client::UpstreamClient;
+use crate::metrics::Metrics;
+use crate::metrics::OutcomeLabel;
 use crate::revocation::RevokedSet;
 use crate::store::{Precheck, PrecheckOutcome, Store, StoreError};
+use crate::upstream::UpstreamClient;
 
 /// Whole lookup bound: head and body of `/api/v1/me`.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -372,9 +372,9 @@ mod tests {
     }
 
     fn verifier() -> UpstreamVerifier {
-        crate::server::tls::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let cfg = Config::default();
-        let client = crate::proxy::client::build(&cfg.proxy, &cfg.upstream).unwrap();
+        let client = crate::upstream::build(&cfg.proxy, &cfg.upstream).unwrap();
         UpstreamVerifier::new(&cfg, client, Arc::new(Metrics::new()))
     }
 
