@@ -720,6 +720,36 @@ async fn audit_log_records_attempts_without_tokens_or_codes() {
     }
 }
 
+/// Every audit line names the client the way the rest of the gate does
+/// (behind a trusted proxy: the last X-Forwarded-For entry), and lines logged
+/// while serving a request carry the connection's and the request's span
+/// fields (peer, tls, route) without each line adding them by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_line_names_the_forwarded_client_and_the_spans_name_peer_and_route() {
+    let w = world_with(BEHIND_PROXY).await;
+    let (status, _, _) = Call::admin(VICTIM_SESSION)
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+        .send(&w.gate)
+        .await;
+    assert_eq!(status, 400, "no code: totp-required");
+    assert!(
+        eventually(Duration::from_secs(2), || w
+            .gate
+            .log()
+            .contains("sessions.logout"))
+        .await
+    );
+    let log = w.gate.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("sessions.logout"))
+        .expect("an audit line");
+    assert!(line.contains("client_ip=203.0.113.9"), "{line}");
+    assert!(line.contains("conn{peer=127.0.0.1:"), "{line}");
+    assert!(line.contains("tls=false"), "{line}");
+    assert!(line.contains("request{route=\"sessions_logout\"}"), "{line}");
+}
+
 // ---------------------------------------------------------------------------
 // The remembered second factor (SPEC §11, `totp.remember_seconds`).
 

@@ -144,7 +144,7 @@ impl LogoutApi {
             session = ?truncate(&attempt.session_id),
             outcome,
             status = response.status().as_u16(),
-            client_ip = %conn.peer.ip(),
+            client_ip = %client.ip,
         );
         deny_delay(response.status(), inner.deny_delay).await;
         if matches!(body, ReadBody::TooLarge | ReadBody::TimedOut) {

@@ -112,12 +112,21 @@ impl Gate {
             Ok(()) if ambiguous => Err(headers::Smuggling::ContentLengthAndTransferEncoding),
             other => other,
         };
+        // Lines logged while answering name the route. Plain forwarding, the
+        // hot path, gets its span only at debug level: an enabled span costs
+        // an allocation per request.
+        let span = if route == Route::Other {
+            tracing::debug_span!("request", route = route.label())
+        } else {
+            tracing::info_span!("request", route = route.label())
+        };
         let response = match framing {
             Err(smuggling) => {
-                tracing::info!(peer = %conn.peer, ?smuggling, "refused ambiguous request framing");
+                let _entered = span.enter();
+                tracing::info!(?smuggling, "refused ambiguous request framing");
                 ProxyError::AmbiguousFraming.into_response()
             }
-            Ok(()) => self.dispatch(req, route, conn).await,
+            Ok(()) => tracing::Instrument::instrument(self.dispatch(req, route, conn), span).await,
         };
         self.metrics.record_request(
             route.label(),
@@ -413,35 +422,39 @@ impl Gate {
                 .get_or_create(&crate::metrics::KindLabel { kind: "ddp" })
                 .inc();
         });
-        self.tunnels.spawn(async move {
-            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::debug!(error = %e, "websocket upgrade did not complete");
-                    return;
+        let tunnel_span = tracing::Span::current();
+        self.tunnels.spawn(tracing::Instrument::instrument(
+            async move {
+                let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "websocket upgrade did not complete");
+                        return;
+                    }
+                };
+                metrics.websockets_open.inc();
+                let cfg = tunnel::TunnelConfig {
+                    cookie_token,
+                    max_inspect_bytes,
+                    on_login,
+                    on_revoked_login: Some(on_revoked_login),
+                };
+                let end = tunnel::tunnel(
+                    TokioIo::new(client),
+                    TokioIo::new(upstream),
+                    cfg,
+                    revoked,
+                    shutdown,
+                )
+                .await;
+                metrics.websockets_open.dec();
+                if matches!(end, tunnel::TunnelEnd::Revoked) {
+                    metrics.websockets_closed_by_revocation.inc();
+                    tracing::info!("websocket closed: its session was revoked");
                 }
-            };
-            metrics.websockets_open.inc();
-            let cfg = tunnel::TunnelConfig {
-                cookie_token,
-                max_inspect_bytes,
-                on_login,
-                on_revoked_login: Some(on_revoked_login),
-            };
-            let end = tunnel::tunnel(
-                TokioIo::new(client),
-                TokioIo::new(upstream),
-                cfg,
-                revoked,
-                shutdown,
-            )
-            .await;
-            metrics.websockets_open.dec();
-            if matches!(end, tunnel::TunnelEnd::Revoked) {
-                metrics.websockets_closed_by_revocation.inc();
-                tracing::info!(peer = %conn.peer, "websocket closed: its session was revoked");
-            }
-        });
+            },
+            tunnel_span,
+        ));
         relay(response, true)
     }
 

@@ -84,7 +84,10 @@ pub async fn serve(
         let builder = builder.clone();
         let tls = listener.tls.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        // Every line logged while serving this connection (its requests and
+        // websocket tunnel included) names the peer and whether it is TLS.
+        let span = tracing::info_span!("conn", peer = %conn.peer, tls = conn.tls);
+        let connection_task = async move {
             let _permit = permit;
             gate.metrics().open_connections.inc();
             let service = {
@@ -115,7 +118,7 @@ pub async fn serve(
                             watcher.watch(connection.into_owned()).await
                         }
                         Ok(Err(e)) => {
-                            tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+                            tracing::debug!(error = %e, "TLS handshake failed");
                             Ok(())
                         }
                         Err(_) => Ok(()),
@@ -123,10 +126,11 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+                tracing::debug!(error = %e, "connection ended with an error");
             }
             gate.metrics().open_connections.dec();
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(connection_task, span));
     }
     drop(listener);
 
