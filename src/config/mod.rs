@@ -14,7 +14,9 @@
 //! keys: the raw serde struct, the `DEFAULT_*` values and why, the `KEYS` the
 //! environment may set, the typed section and the `validate` that turns one
 //! into the other. This file only composes them. Adding a key is an edit to
-//! its section's file plus the docs (`config.toml`, the README table).
+//! its section's file plus the docs (`config.toml`, the README table); the
+//! tests below fail when the raw struct, `KEYS`, `config.toml` and the README
+//! disagree.
 //!
 //! The only crate module this one reads is `auth` (the permission names);
 //! every other layer reads its own section from here.
@@ -358,10 +360,24 @@ mod testing {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::time::Duration;
 
     use super::testing::env;
     use super::*;
+
+    /// The commented example every operator starts from.
+    const EXAMPLE: &str = include_str!("../../config.toml");
+    /// Its configuration reference table is checked against the keys too.
+    const README: &str = include_str!("../../README.md");
+    /// Variables the process reads that are not config keys: no key may map
+    /// onto one of them.
+    const RESERVED_ENV: [&str; 4] = [
+        "SESSIONGATE_TOTP_KEY",
+        "SESSIONGATE_LOG",
+        "SESSIONGATE_CONFIG",
+        "SESSIONGATE_COMMIT",
+    ];
 
     #[test]
     fn defaults_match_the_spec() {
@@ -494,5 +510,227 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(err, "SESSIONGATE_TOTP_WINDOW: expected an integer");
+    }
+
+    #[test]
+    fn every_env_key_reaches_a_field_of_its_kind() {
+        let mut names = BTreeSet::new();
+        for (key, kind) in env_keys() {
+            let name = env_name(&key);
+            assert!(!RESERVED_ENV.contains(&name.as_str()), "{key} → {name}");
+            assert!(names.insert(name.clone()), "{name} declared twice");
+            // A value of the declared kind must deserialize into the raw
+            // structs: deny_unknown_fields refuses a key with no field, and
+            // a field of another type refuses the value.
+            let sample = match kind {
+                Kind::Str => "x",
+                Kind::Int => "1",
+                Kind::Bool => "true",
+                Kind::List => "a,b",
+            };
+            let mut table = toml::Table::new();
+            overlay_env(&mut table, &env(&[(&name, sample)])).expect(&key);
+            let raw: Result<Raw, _> = serde_path_to_error::deserialize(toml::Value::Table(table));
+            if let Err(e) = raw {
+                panic!("{name}={sample:?} does not reach {key}: {e}");
+            }
+        }
+    }
+
+    /// The field names serde derived for `T`: its `deserialize_struct` call
+    /// carries them.
+    fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        struct Fields<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Fields<'_> {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(
+                self,
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(serde::de::Error::custom("fields recorded"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Fields(&mut fields));
+        fields
+    }
+
+    fn key_names(section: &SectionKeys) -> BTreeSet<&'static str> {
+        section.keys.iter().map(|&(key, _)| key).collect()
+    }
+
+    #[test]
+    fn every_raw_field_is_a_declared_env_key() {
+        let sections: [(&SectionKeys, &[&str]); 9] = [
+            (&admin::KEYS, fields_of::<admin::RawAdmin>()),
+            (&redis::KEYS, fields_of::<redis::RawRedis>()),
+            (&logout::KEYS, fields_of::<logout::RawLogout>()),
+            (&totp::KEYS, fields_of::<totp::RawTotp>()),
+            (&server::KEYS, fields_of::<server::RawServer>()),
+            (&proxy::KEYS, fields_of::<proxy::RawProxy>()),
+            (&revocation::KEYS, fields_of::<revocation::RawRevocation>()),
+            (&devices::KEYS, fields_of::<devices::RawDevices>()),
+            (&log::KEYS, fields_of::<log::RawLog>()),
+        ];
+        for (keys, fields) in sections {
+            assert_eq!(keys.keys.len(), key_names(keys).len(), "[{}]", keys.section);
+            let fields: BTreeSet<&str> = fields.iter().copied().collect();
+            assert_eq!(
+                key_names(keys),
+                fields,
+                "[{}] KEYS vs raw fields",
+                keys.section
+            );
+        }
+        // The top level: root's keys, every section's table, and [permissions].
+        let mut top = key_names(&root::KEYS);
+        top.extend(
+            ENV_SECTIONS
+                .iter()
+                .map(|s| s.section)
+                .filter(|s| !s.is_empty()),
+        );
+        top.insert("permissions");
+        let fields: BTreeSet<&str> = fields_of::<Raw>().iter().copied().collect();
+        assert_eq!(top, fields);
+        assert_eq!(
+            ENV_SECTIONS.len(),
+            sections.len() + 1,
+            "a section missing here"
+        );
+    }
+
+    /// The example with its commented-out keys (`# ca_file = "…"`) put back.
+    fn example_with_every_key() -> String {
+        let one_key = |line: &str| {
+            line.parse::<toml::Table>()
+                .is_ok_and(|t| t.len() == 1 && !t.values().any(toml::Value::is_table))
+        };
+        EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if one_key(rest) => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `(dotted key, value)` of every key outside `[permissions]`.
+    fn leaves(table: &toml::Table) -> Vec<(String, toml::Value)> {
+        let mut out = Vec::new();
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(_) if key == "permissions" => {}
+                toml::Value::Table(section) => {
+                    out.extend(
+                        section
+                            .iter()
+                            .map(|(k, v)| (format!("{key}.{k}"), v.clone())),
+                    );
+                }
+                value => out.push((key.clone(), value.clone())),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_key_in_the_example_round_trips_through_the_environment() {
+        let text = example_with_every_key();
+        let full: toml::Table = text.parse().expect("config.toml parses");
+        let declared: BTreeSet<String> = env_keys().map(|(key, _)| key).collect();
+        let mut documented = BTreeSet::new();
+        for (key, value) in leaves(&full) {
+            assert!(
+                declared.contains(&key),
+                "config.toml has {key}, no section declares it"
+            );
+            let as_env = match &value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| item.as_str().expect("lists hold strings"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => panic!("{key}: no environment form for {other}"),
+            };
+            // The file minus this key, plus its variable, is the file again.
+            let mut table = full.clone();
+            match key.split_once('.') {
+                Some((section, field)) => table[section].as_table_mut().unwrap().remove(field),
+                None => table.remove(&key),
+            };
+            overlay_env(&mut table, &env(&[(&env_name(&key), &as_env)])).expect(&key);
+            assert_eq!(
+                table, full,
+                "{key} = {value} does not round-trip as {as_env:?}"
+            );
+            documented.insert(key);
+        }
+        let missing: Vec<_> = declared.difference(&documented).collect();
+        assert!(missing.is_empty(), "not in config.toml: {missing:?}");
+        // With every key in, the example is still a valid configuration.
+        Config::from_toml_str(&text, &env(&[]), &Overrides::default()).expect("full example");
+    }
+
+    #[test]
+    fn the_example_shows_the_defaults() {
+        // Only the TOTP key file has no default (the key is a secret).
+        let mut example = Config::from_toml_str(EXAMPLE, &env(&[]), &Overrides::default())
+            .expect("config.toml is valid");
+        assert!(example.totp.key_file.take().is_some());
+        assert_eq!(format!("{example:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn every_key_is_in_the_readme_table() {
+        let section = README
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let mut documented = BTreeSet::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cell = row.split('|').nth(1).unwrap_or_default();
+            // `redis.command_timeout_ms` / `connect_timeout_ms`: the first
+            // name gives the section to the others.
+            let names: Vec<&str> = cell.split('`').skip(1).step_by(2).collect();
+            let prefix = names
+                .first()
+                .and_then(|first| first.split_once('.'))
+                .map(|(section, _)| section);
+            for name in names {
+                documented.insert(match (name.contains('.'), prefix) {
+                    (false, Some(section)) => format!("{section}.{name}"),
+                    _ => name.to_string(),
+                });
+            }
+        }
+        documented.remove("permissions.<name>");
+        let declared: BTreeSet<String> = env_keys().map(|(key, _)| key).collect();
+        let missing: Vec<_> = declared.difference(&documented).collect();
+        assert!(missing.is_empty(), "not in the README table: {missing:?}");
+        let stale: Vec<_> = documented.difference(&declared).collect();
+        assert!(
+            stale.is_empty(),
+            "in the README table, declared nowhere: {stale:?}"
+        );
     }
 }
