@@ -132,7 +132,7 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
-    // Some directives panic or stall tracing-subscriber (see config.rs).
+    // Some directives panic or stall tracing-subscriber (see config/log.rs).
     let filter = std::env::var("SESSIONGATE_LOG")
         .ok()
         .filter(|directive| sessiongate::config::log_directive_is_usable(directive))
