@@ -29,7 +29,7 @@
 //! `docs/redis-keys.md` carries the same table (with who writes each key) for
 //! the README; keep them in step.
 //!
-//! The Lua scripts (`redis/scripts.rs`) build the same names from the prefix
+//! The Lua scripts (`redis/scripts/*.lua`) build the same names from the prefix
 //! passed as `ARGV[1]` ([`LUA_KEYS`]); the integration tests exercise both sides.
 
 /// Builds key names for one prefix.
