@@ -29,8 +29,8 @@
 //! `docs/redis-keys.md` carries the same table (with who writes each key) for
 //! the README; keep them in step.
 //!
-//! The Lua scripts in `redis.rs` build the same names from the prefix passed as
-//! `ARGV[1]` ([`LUA_KEYS`]); the integration tests exercise both sides.
+//! The Lua scripts (`redis/scripts/*.lua`) build the same names from the prefix
+//! passed as `ARGV[1]` ([`LUA_KEYS`]); the integration tests exercise both sides.
 
 /// Builds key names for one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -471,26 +471,9 @@ fn unix_now_secs() -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Parse a published revocation: `<hash_b64> <expires_at_secs> <published_at_ms>`.
-fn parse_announcement(payload: &str) -> Option<FeedEvent> {
-    let mut parts = payload.split(' ');
-    let hash = crate::auth::decode_hash(parts.next()?)?;
-    let expires_at_secs = parts.next()?.parse().ok()?;
-    let published_at_ms = parts.next()?.parse().ok()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    Some(FeedEvent::Revoked {
-        hash,
-        expires_at_secs,
-        published_at_ms,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{encode_hash, hash_token};
 
     #[test]
     fn retry_after_rounds_up_and_is_never_zero() {
@@ -505,30 +488,6 @@ mod tests {
     fn expiry_saturates_instead_of_wrapping() {
         assert_eq!(expiry_secs(1_000_500, 10), 1010);
         assert_eq!(expiry_secs(u64::MAX, 10), u32::MAX);
-    }
-
-    #[test]
-    fn announcement_round_trips_and_rejects_garbage() {
-        let h = hash_token("t");
-        let payload = format!("{} 1700000000 1699999999123", encode_hash(&h));
-        assert_eq!(
-            parse_announcement(&payload),
-            Some(FeedEvent::Revoked {
-                hash: h,
-                expires_at_secs: 1_700_000_000,
-                published_at_ms: 1_699_999_999_123
-            })
-        );
-        assert_eq!(parse_announcement("nothash 1 2"), None);
-        assert_eq!(
-            parse_announcement(&format!("{} x 2", encode_hash(&h))),
-            None
-        );
-        assert_eq!(
-            parse_announcement(&format!("{} 1 2 3", encode_hash(&h))),
-            None
-        );
-        assert_eq!(parse_announcement(""), None);
     }
 
     #[test]
