@@ -747,7 +747,10 @@ async fn audit_line_names_the_forwarded_client_and_the_spans_name_peer_and_route
     assert!(line.contains("client_ip=203.0.113.9"), "{line}");
     assert!(line.contains("conn{peer=127.0.0.1:"), "{line}");
     assert!(line.contains("tls=false"), "{line}");
-    assert!(line.contains("request{route=\"sessions_logout\"}"), "{line}");
+    assert!(
+        line.contains("request{route=\"sessions_logout\"}"),
+        "{line}"
+    );
 }
 
 // ---------------------------------------------------------------------------

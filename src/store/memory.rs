@@ -11,12 +11,12 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use super::{
+use crate::auth::{TokenHash, decode_hash};
+use crate::store::record::{
     Commit, CommitOutcome, FEED_CAPACITY, FeedEvent, Precheck, PrecheckOutcome, Proof,
     SessionRecord, StoreError, StoredSession, UserRecord, expiry_secs, retry_after_secs,
     unix_now_secs,
 };
-use crate::auth::{TokenHash, decode_hash};
 
 /// Cheap-to-clone handle on one in-process store.
 #[derive(Clone)]

@@ -32,7 +32,7 @@ use ::redis::{
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::store::StoreError;
+use crate::store::record::StoreError;
 use crate::store::redis::error::{classify, config, describe, unavailable};
 use crate::store::redis::url::{ClusterSpec, RESP3, SentinelSpec, Topology};
 

@@ -3,7 +3,7 @@
 
 use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
-use crate::store::StoreError;
+use crate::store::record::StoreError;
 
 pub(super) fn unavailable(message: &str) -> StoreError {
     StoreError::Unavailable(message.to_owned())

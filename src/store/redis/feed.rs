@@ -10,10 +10,10 @@ use tokio::time::{MissedTickBehavior, timeout};
 
 use crate::auth::TokenHash;
 use crate::store::keys::Keys;
+use crate::store::record::{FEED_CAPACITY, FeedEvent, StoreError, unix_now_secs};
 use crate::store::redis::connection::{BACKOFF_MAX, BACKOFF_MIN, Connector, Via};
 use crate::store::redis::error::{corrupt, describe};
 use crate::store::redis::reply::{array, member_hash, score_secs, text};
-use crate::store::{FEED_CAPACITY, FeedEvent, StoreError, unix_now_secs};
 
 /// How often the feed pings its pub/sub connection: a connection that died
 /// without a FIN (host gone, network partition) is noticed within this plus

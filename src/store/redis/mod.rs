@@ -32,15 +32,15 @@ use tokio::sync::mpsc;
 pub use self::url::redact_url;
 use crate::auth::TokenHash;
 use crate::store::keys::Keys;
+use crate::store::record::{
+    Commit, CommitOutcome, FeedEvent, Precheck, PrecheckOutcome, Proof, SessionRecord, StoreError,
+    StoredSession, UserRecord,
+};
 use crate::store::redis::connection::{Connector, Timeouts, Via, read_ca};
 use crate::store::redis::feed::Feed;
 use crate::store::redis::reply::{hash_fields, int, stored_session, strings};
 use crate::store::redis::scripts::Scripts;
 use crate::store::redis::url::Topology;
-use crate::store::{
-    Commit, CommitOutcome, FeedEvent, Precheck, PrecheckOutcome, Proof, SessionRecord, StoreError,
-    StoredSession, UserRecord,
-};
 
 /// How to reach Redis.
 #[derive(Clone)]

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use ::redis::Value;
 
 use crate::auth::{TokenHash, decode_hash};
-use crate::store::redis::error::corrupt;
-use crate::store::{
+use crate::store::record::{
     CommitOutcome, PrecheckOutcome, SessionRecord, StoreError, StoredSession, UserRecord,
     retry_after_secs,
 };
+use crate::store::redis::error::corrupt;
 
 /// The get-user script's reply: the user hash and the backup-code set.
 pub(super) fn user(id: &str, reply: Value) -> Result<Option<UserRecord>, StoreError> {

@@ -7,7 +7,7 @@ use ::redis::{
     ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo,
 };
 
-use crate::store::StoreError;
+use crate::store::record::StoreError;
 use crate::store::redis::error::{config, describe};
 
 /// RESP3: connections report their own loss (a disconnection push), and the
