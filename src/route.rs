@@ -1329,7 +1329,7 @@ mod tests {
             lead in prop::collection::vec(
                 prop_oneof![
                     Just("/".to_string()),
-                    prop::sample::select(JS_WHITESPACE.to_vec()).prop_map(|c| utf8_escaped(c)),
+                    prop::sample::select(JS_WHITESPACE.to_vec()).prop_map(utf8_escaped),
                 ],
                 1..5,
             ),
