@@ -421,7 +421,33 @@ function fixedSpellings() {
   add('/api\\v1\\sessions\\logout', ['sep:\\']);
   add(p, ['plain']);
   add(p, ['plain', 'http1.0'], 'POST', { version: 'HTTP/1.0' });
-  void logout;
+
+  // Systematic single mutations of the logout path: every character in every
+  // spelling kind, every JS whitespace (and look-alike) glued to the front and
+  // back of every segment, raw and encoded, every segment upper-cased.
+  const segments = logout[1];
+  segments.forEach((seg, si) => {
+    const spelled = (text) => '/' + segments.map((x, k) => (k === si ? text : x)).join('/');
+    Array.from(seg).forEach((ch, ci) => {
+      for (const [kind] of CHAR_KINDS) {
+        if (kind === 'pct-mixed') continue;
+        const text = spellChar(ch.codePointAt(0), kind, null);
+        if (text === null) continue;
+        add(spelled(seg.slice(0, ci) + text + seg.slice(ci + 1)), ['enc:' + kind]);
+      }
+    });
+    for (const cp of [...JS_WHITESPACE, ...NOT_JS_WHITESPACE]) {
+      const js = JS_WHITESPACE.includes(cp) ? 'ws-' : 'nonws-';
+      for (const [kind] of WS_KINDS) {
+        const text = spellChar(cp, kind, null);
+        const front = si === 0 ? 'lead' : 'front';
+        const back = si === segments.length - 1 ? 'trail' : 'back';
+        add(spelled(text + seg), [js + front + ':' + kind]);
+        add(spelled(seg + text), [js + back + ':' + kind]);
+      }
+    }
+    add(spelled(seg.toUpperCase()), ['case']);
+  });
   return out;
 }
 
