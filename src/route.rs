@@ -37,11 +37,12 @@
 //!    `.`/`..` resolve (RFC 3986 §5.2.4). Because collapsing before or after
 //!    dot-resolution gives different answers for paths like `/websocket//..`,
 //!    [`classify`] tries both orders and keeps the most specific route.
-//! 4. Likewise for three more reading differences between server stacks: a
+//! 4. Likewise for four more reading differences between server stacks: a
 //!    decoded `?`/`#` ending the path or not (`/x%3F/../api/…`), `;params`
-//!    cut before or after decoding (`…/logout;%2F..`), and `\` as a separator
-//!    or not (`/api/v1/x\y/../sessions/logout`). Every reading is tried;
-//!    the most specific route wins (fuzz/route checks this against a model).
+//!    cut before or after decoding (`…/logout;%2F..`), `\` as a separator
+//!    or not (`/api/v1/x\y/../sessions/logout`), and no decoding at all (sockjs:
+//!    `/sockjs/x/%2e%2e/websocket`). Every reading is tried; the most specific
+//!    route wins (fuzz/route checks this against a model).
 //! 5. The canonical path is compared with the known endpoints ignoring ASCII
 //!    case (express's `Router()`; JavaScript's `/i` without `u` folds ASCII only).
 
@@ -115,15 +116,19 @@ impl Route {
     }
 
     /// Preference when two canonical forms of one path disagree: the logout
-    /// interception wins over everything, `Other` loses to everything.
+    /// interception wins over everything, `Other` loses to everything. SockJS
+    /// framing beats raw DDP framing: sockjs 0.3.24 matches the undecoded
+    /// pathname, so `/sockjs/x/%2e%2e/websocket` is its SockJS transport even
+    /// though decoding and dot resolution read `/sockjs/websocket`.
     fn precedence(&self) -> u8 {
         match self {
-            Route::SessionsLogout => 6,
-            Route::UserLogout => 5,
-            Route::Login => 4,
-            Route::DeviceApi(_) => 3,
-            Route::SockJsSend => 2,
-            Route::Websocket { .. } => 1,
+            Route::SessionsLogout => 7,
+            Route::UserLogout => 6,
+            Route::Login => 5,
+            Route::DeviceApi(_) => 4,
+            Route::SockJsSend => 3,
+            Route::Websocket { sockjs: true } => 2,
+            Route::Websocket { sockjs: false } => 1,
             Route::Other => 0,
         }
     }
@@ -172,7 +177,9 @@ struct Forms<'a> {
     /// - `;params` cut from the raw segment before decoding (Tomcat-style), so
     ///   an encoded slash inside them never becomes a separator;
     /// - `\` as an ordinary character: Node's legacy `url.parse` and WHATWG
-    ///   read it as `/`, other stacks do not (`/a\b/../logout`).
+    ///   read it as `/`, other stacks do not (`/a\b/../logout`);
+    /// - nothing decoded: sockjs matches the raw pathname, so
+    ///   `/sockjs/x/%2e%2e/websocket` is its SockJS transport.
     alternatives: Vec<String>,
 }
 
@@ -211,17 +218,25 @@ fn canonical_forms(raw: &str) -> Forms<'_> {
         sources.extend(variants.into_iter().map(Cow::Owned));
     }
     let readings = sources.iter().flat_map(|source| {
-        [true, false].into_iter().flat_map(move |query_ends_path| {
-            [true, false]
-                .into_iter()
-                .map(move |backslash_separates| (source, query_ends_path, backslash_separates))
-        })
+        [Decoding::QueryEndsPath, Decoding::Full, Decoding::None]
+            .into_iter()
+            .flat_map(move |decoding| {
+                [true, false]
+                    .into_iter()
+                    .map(move |backslash_separates| (source, decoding, backslash_separates))
+            })
     });
-    for (source, query_ends_path, backslash_separates) in readings {
-        if (!query_ends_path && !escapes) || (!backslash_separates && !backslashes) {
+    for (source, decoding, backslash_separates) in readings {
+        if (decoding != Decoding::QueryEndsPath && !escapes)
+            || (!backslash_separates && !backslashes)
+        {
             continue;
         }
-        let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
+        let decoded = match decoding {
+            Decoding::QueryEndsPath => percent_decode_fully(source.as_bytes(), true),
+            Decoding::Full => percent_decode_fully(source.as_bytes(), false),
+            Decoding::None => source.as_bytes().to_vec(),
+        };
         let text = String::from_utf8_lossy(&decoded);
         let separators: &[char] = if backslash_separates {
             &['/', '\\']
@@ -254,6 +269,18 @@ fn canonical_forms(raw: &str) -> Forms<'_> {
         primary: Cow::Owned(primary),
         alternatives: forms.collect(),
     }
+}
+
+/// How much of a path a reading percent-decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    /// Until no escape is left; a decoded `?`/`#` ends the path.
+    QueryEndsPath,
+    /// Until no escape is left; a decoded `?`/`#` is an ordinary character.
+    Full,
+    /// Not at all: express, sockjs and connect-route match (mostly) undecoded
+    /// paths, so `%2e%2e` there is a name, not a dot segment.
+    None,
 }
 
 /// WHATWG URL path parsing of a raw path (no decoding): `\` is a separator and
@@ -1096,6 +1123,11 @@ mod tests {
             Route::Websocket { sockjs: true }
         );
         assert_eq!(get("/websocket//.."), Route::Websocket { sockjs: false });
+        // sockjs matches the undecoded pathname: `%2e%2e` is a session id there.
+        assert_eq!(
+            get("/sockjs/zz/%2e%2e/websocket"),
+            Route::Websocket { sockjs: true }
+        );
         assert_eq!(post("/websocket"), Route::Other);
         assert_eq!(get("/sockjs/1/websocket/x"), Route::Other);
     }

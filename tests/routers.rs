@@ -110,12 +110,13 @@ fn route_of(handler: &str) -> Option<Route> {
 /// models disagree, the gate must take the most specific handler.
 fn rank(route: Route) -> u8 {
     match route {
-        Route::SessionsLogout => 6,
-        Route::UserLogout => 5,
-        Route::Login => 4,
-        Route::DeviceApi(_) => 3,
-        Route::SockJsSend => 2,
-        Route::Websocket { .. } => 1,
+        Route::SessionsLogout => 7,
+        Route::UserLogout => 6,
+        Route::Login => 5,
+        Route::DeviceApi(_) => 4,
+        Route::SockJsSend => 3,
+        Route::Websocket { sockjs: true } => 2,
+        Route::Websocket { sockjs: false } => 1,
         Route::Other => 0,
     }
 }
