@@ -395,8 +395,15 @@ async fn every_spelling_the_real_routers_route_is_classified_and_logout_is_answe
         let mut summary = None;
         let mut logout_spellings: Vec<(u64, Vec<u8>)> = Vec::new();
         for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read node output");
-            let line: Line = serde_json::from_str(&line).expect("node output is JSON");
+            let text = line.expect("read node output");
+            let line: Line = match serde_json::from_str(&text) {
+                Ok(line) => line,
+                Err(e) => {
+                    let head: String = text.chars().take(300).collect();
+                    tally.fail(format!("unreadable line from run.js ({e}): {head:?}"));
+                    continue;
+                }
+            };
             if let Some(s) = line.summary {
                 summary = Some(s);
                 continue;
@@ -538,10 +545,12 @@ async fn every_spelling_the_real_routers_route_is_classified_and_logout_is_answe
     }
 
     println!(
-        "routers differential: seed {seed}, {} spellings generated, node {}, models {:.1} s",
+        "routers differential: seed {seed}, {} spellings generated, node {}, models {:.1} s \
+         ({} model answers waited for until the patience ran out)",
         tally.generated,
         summary["node"],
-        summary["ms"].as_f64().unwrap_or(0.0) / 1000.0
+        summary["ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        summary["slow"]
     );
     if let Some(models) = summary["routed_by_model"].as_object() {
         for (model, handlers) in models {
@@ -593,6 +602,11 @@ async fn every_spelling_the_real_routers_route_is_classified_and_logout_is_answe
         tally.failures.join("\n")
     );
     assert_eq!(forwarded, 0);
+    assert_eq!(
+        summary["slow"].as_u64(),
+        Some(0),
+        "some model neither answered nor closed a spelling: its route is unknown"
+    );
     assert_eq!(intercepted + refused, tally.routed_logout);
     assert!(
         tally.generated >= count,
