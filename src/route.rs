@@ -1,30 +1,50 @@
 //! Request classification: canonicalize the path once, in one place, and decide
 //! which gate behaviour (if any) a request gets.
 //!
-//! Security policy (SPEC §1 "Path matching", §8): the logout endpoint must not be
-//! bypassable. Whenever a path *might* reach the upstream's logout handler, it is
-//! intercepted; over-intercepting costs nothing because no legitimate client sends
-//! odd spellings of these paths. The only paths deliberately left alone are the
-//! ones the spec names as not routed by Rocket.Chat: a leading `//` (Meteor parses
-//! `new URL("//api/…", base)` as a host, not a path) and case changes (routing is
-//! case-sensitive).
+//! Security policy (SPEC §1 "Path matching", §8, §12): the logout endpoint must
+//! not be bypassable. Whenever a path *might* reach one of the upstream handlers
+//! the gate classifies, it is classified (for the logout endpoint: intercepted).
+//! The rule is the union of what every Rocket.Chat version routes, read from each
+//! stack's source and checked against the real npm packages by `tests/routers.rs`
+//! (SECURITY.md, "Routing matrix"):
+//!
+//! - **5.x – 7.3** (Meteor WebApp + Restivus on `connect-route` 0.1.5): the router
+//!   matches `decodeURI(req.url)` cut at `?`, after stripping every leading and
+//!   trailing run of `/` and JavaScript whitespace (`/^[\s\/]+|[\s\/]+$/g`), so
+//!   `//api/v1/sessions/logout`, `/%20api/…` and `/%E3%80%80/api/…` reach the
+//!   handler. Meteor itself only checks that the target starts with `/`.
+//! - **7.4 – 7.5** (express 4 `Router()` nested `/api` → `/v1`): express routers
+//!   are case-insensitive and take an optional trailing slash, so
+//!   `/API/v1/SESSIONS/Logout/` reaches the handler.
+//! - **7.6+** (express `.use('/api', …)` handing `req.originalUrl` to hono): WHATWG
+//!   URL parsing resolves dot segments (also `%2e`) and reads `\` as `/`, then hono
+//!   `decodeURI`s the path.
+//!
+//! Over-intercepting costs nothing (no legitimate client sends odd spellings of
+//! these paths), so where the stacks differ the gate takes the wider reading:
+//! ASCII case is ignored everywhere, whitespace is trimmed from both ends of every
+//! segment (not only the path's ends), and every escape is decoded.
 //!
 //! Canonicalization, applied to `uri.path()` only (origin-form, absolute-form and
 //! HTTP/2 `:path` alike; the query never matters):
-//! 1. A raw path starting with `//` is not canonicalized at all (→ [`Route::Other`]).
-//! 2. Percent-escapes are decoded until none is left (`%2574` → `%74` → `t`),
+//! 1. Percent-escapes are decoded until none is left (`%2574` → `%74` → `t`),
 //!    `%2F` included; a literal or decoded `?`/`#` ends the path; invalid escapes
-//!    stay literal. `\` counts as `/` (WHATWG URL parsing, used by Meteor, does so).
-//! 3. Each segment loses its `;params` and trailing whitespace/control characters.
-//! 4. Empty segments collapse (`//` inside, trailing `/`) and `.`/`..` resolve
-//!    (RFC 3986 §5.2.4). Because collapsing before or after dot-resolution gives
-//!    different answers for paths like `/websocket//..`, [`classify`] tries both
-//!    orders and keeps the most specific route.
-//! 5. Likewise for three more reading differences between server stacks: a
+//!    stay literal. `\` counts as `/` (WHATWG URL parsing and Node's `url.parse`
+//!    do so).
+//! 2. Each segment loses its `;params` and the whitespace/control characters at
+//!    both of its ends (a superset of JavaScript's `\s`).
+//! 3. Empty segments collapse (a leading `//`, `//` inside, trailing `/`) and
+//!    `.`/`..` resolve (RFC 3986 §5.2.4). Because collapsing before or after
+//!    dot-resolution gives different answers for paths like `/websocket//..`,
+//!    [`classify`] tries both orders and keeps the most specific route.
+//! 4. Likewise for four more reading differences between server stacks: a
 //!    decoded `?`/`#` ending the path or not (`/x%3F/../api/…`), `;params`
-//!    cut before or after decoding (`…/logout;%2F..`), and `\` as a separator
-//!    or not (`/api/v1/x\y/../sessions/logout`). Every reading is tried;
-//!    the most specific route wins (fuzz/route checks this against a model).
+//!    cut before or after decoding (`…/logout;%2F..`), `\` as a separator
+//!    or not (`/api/v1/x\y/../sessions/logout`), and no decoding at all (sockjs:
+//!    `/sockjs/x/%2e%2e/websocket`). Every reading is tried; the most specific
+//!    route wins (fuzz/route checks this against a model).
+//! 5. The canonical path is compared with the known endpoints ignoring ASCII
+//!    case (express's `Router()`; JavaScript's `/i` without `u` folds ASCII only).
 
 use std::borrow::Cow;
 
@@ -44,6 +64,8 @@ static OVERRIDE_HEADERS: [HeaderName; 3] = [
 ];
 
 /// What the gate does with a request; decided once per request by [`classify`].
+/// Paths below are canonical (module docs): any spelling that canonicalizes to
+/// them, in any ASCII case, gets the same route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `POST /api/v1/sessions/logout` (or a method override to POST): answered by
@@ -51,7 +73,8 @@ pub enum Route {
     SessionsLogout,
     /// `POST /api/v1/login`: forwarded; the gate captures sessions from the answer.
     Login,
-    /// `POST /api/v1/logout`: a user logging out their own session.
+    /// `POST`, `GET` or `HEAD /api/v1/logout`: a user logging out their own
+    /// session (Rocket.Chat answers all three with its logout handler).
     UserLogout,
     /// `GET /websocket` or `/sockjs/websocket` (raw DDP frames, `sockjs: false`),
     /// or `GET /sockjs/<server>/<session>/websocket` (SockJS framing, `sockjs: true`).
@@ -93,26 +116,29 @@ impl Route {
     }
 
     /// Preference when two canonical forms of one path disagree: the logout
-    /// interception wins over everything, `Other` loses to everything.
+    /// interception wins over everything, `Other` loses to everything. SockJS
+    /// framing beats raw DDP framing: sockjs 0.3.24 matches the undecoded
+    /// pathname, so `/sockjs/x/%2e%2e/websocket` is its SockJS transport even
+    /// though decoding and dot resolution read `/sockjs/websocket`.
     fn precedence(&self) -> u8 {
         match self {
-            Route::SessionsLogout => 6,
-            Route::UserLogout => 5,
-            Route::Login => 4,
-            Route::DeviceApi(_) => 3,
-            Route::SockJsSend => 2,
-            Route::Websocket { .. } => 1,
+            Route::SessionsLogout => 7,
+            Route::UserLogout => 6,
+            Route::Login => 5,
+            Route::DeviceApi(_) => 4,
+            Route::SockJsSend => 3,
+            Route::Websocket { sockjs: true } => 2,
+            Route::Websocket { sockjs: false } => 1,
             Route::Other => 0,
         }
     }
 }
 
 /// Classify a request. Pure and cheap: a path without `%`, `;`, `\`, dot segments,
-/// `//` or a trailing slash is matched without allocating.
+/// `//`, a trailing slash, whitespace or non-ASCII bytes is matched without
+/// allocating.
 pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
-    let Some(forms) = canonical_forms(uri.path()) else {
-        return Route::Other;
-    };
+    let forms = canonical_forms(uri.path());
     let primary = classify_canonical(&forms.primary, method, uri, headers);
     forms
         .alternatives
@@ -127,13 +153,16 @@ pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
         })
 }
 
-/// The canonical form of a raw request path (see the module docs), or `None` when
-/// the upstream would not route it to an API handler at all (a leading `//`).
+/// The canonical form of a raw request path (see the module docs). Its ASCII case
+/// is kept: [`classify`] compares it with the endpoints ignoring case.
+///
+/// Always `Some` since SPEC §12: no raw path is exempt from canonicalization any
+/// more (a leading `//` used to be). The `Option` stays for API stability.
 ///
 /// [`classify`] also considers other readings of the same path (see `Forms`);
 /// this function returns the primary one only.
 pub fn canonical_path(raw_path: &str) -> Option<String> {
-    canonical_forms(raw_path).map(|forms| forms.primary.into_owned())
+    Some(canonical_forms(raw_path).primary.into_owned())
 }
 
 /// The canonical spellings of a path: one per plausible upstream reading.
@@ -148,19 +177,18 @@ struct Forms<'a> {
     /// - `;params` cut from the raw segment before decoding (Tomcat-style), so
     ///   an encoded slash inside them never becomes a separator;
     /// - `\` as an ordinary character: Node's legacy `url.parse` and WHATWG
-    ///   read it as `/`, other stacks do not (`/a\b/../logout`).
+    ///   read it as `/`, other stacks do not (`/a\b/../logout`);
+    /// - nothing decoded: sockjs matches the raw pathname, so
+    ///   `/sockjs/x/%2e%2e/websocket` is its SockJS transport.
     alternatives: Vec<String>,
 }
 
-fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
-    if raw.starts_with("//") {
-        return None;
-    }
+fn canonical_forms(raw: &str) -> Forms<'_> {
     if is_already_canonical(raw) {
-        return Some(Forms {
+        return Forms {
             primary: Cow::Borrowed(raw),
             alternatives: Vec::new(),
-        });
+        };
     }
     let escapes = raw.contains('%');
     let params = raw.contains(';');
@@ -190,17 +218,25 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
         sources.extend(variants.into_iter().map(Cow::Owned));
     }
     let readings = sources.iter().flat_map(|source| {
-        [true, false].into_iter().flat_map(move |query_ends_path| {
-            [true, false]
-                .into_iter()
-                .map(move |backslash_separates| (source, query_ends_path, backslash_separates))
-        })
+        [Decoding::QueryEndsPath, Decoding::Full, Decoding::None]
+            .into_iter()
+            .flat_map(move |decoding| {
+                [true, false]
+                    .into_iter()
+                    .map(move |backslash_separates| (source, decoding, backslash_separates))
+            })
     });
-    for (source, query_ends_path, backslash_separates) in readings {
-        if (!query_ends_path && !escapes) || (!backslash_separates && !backslashes) {
+    for (source, decoding, backslash_separates) in readings {
+        if (decoding != Decoding::QueryEndsPath && !escapes)
+            || (!backslash_separates && !backslashes)
+        {
             continue;
         }
-        let decoded = percent_decode_fully(source.as_bytes(), query_ends_path);
+        let decoded = match decoding {
+            Decoding::QueryEndsPath => percent_decode_fully(source.as_bytes(), true),
+            Decoding::Full => percent_decode_fully(source.as_bytes(), false),
+            Decoding::None => source.as_bytes().to_vec(),
+        };
         let text = String::from_utf8_lossy(&decoded);
         let separators: &[char] = if backslash_separates {
             &['/', '\\']
@@ -209,7 +245,9 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
         };
         let mut segments: Vec<&str> = text.split(separators).map(clean_segment).collect();
         // The part before the first slash is the root, not a segment; a path
-        // that does not start with a slash is treated as if it did.
+        // that does not start with a slash is treated as if it did. Further
+        // empty segments (`//api`, `/%20/api` once trimmed) are what
+        // connect-route strips at the front: they collapse in `resolve`.
         if segments.first().is_some_and(|first| first.is_empty()) {
             segments.remove(0);
         }
@@ -227,10 +265,22 @@ fn canonical_forms(raw: &str) -> Option<Forms<'_>> {
     }
     let mut forms = forms.into_iter();
     let primary = forms.next().unwrap_or_else(|| "/".to_string());
-    Some(Forms {
+    Forms {
         primary: Cow::Owned(primary),
         alternatives: forms.collect(),
-    })
+    }
+}
+
+/// How much of a path a reading percent-decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    /// Until no escape is left; a decoded `?`/`#` ends the path.
+    QueryEndsPath,
+    /// Until no escape is left; a decoded `?`/`#` is an ordinary character.
+    Full,
+    /// Not at all: express, sockjs and connect-route match (mostly) undecoded
+    /// paths, so `%2e%2e` there is a name, not a dot segment.
+    None,
 }
 
 /// WHATWG URL path parsing of a raw path (no decoding): `\` is a separator and
@@ -345,15 +395,19 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
-/// Drop `;params` and trailing whitespace/control characters from one segment.
+/// Drop `;params` and the whitespace/control characters at both ends of one
+/// segment. connect-route strips JavaScript whitespace (`\s`) at both ends of the
+/// whole decoded path (`/%20api/…`, `…/logout%E3%80%80`); trimming every
+/// segment's ends is wider and costs nothing.
 fn clean_segment(segment: &str) -> &str {
     let without_params = segment.split_once(';').map_or(segment, |(head, _)| head);
-    without_params.trim_end_matches(is_trailing_junk)
+    without_params.trim_matches(is_junk)
 }
 
-/// Whitespace in the widest sense: Unicode White_Space, controls (NUL, CR, LF, …),
-/// and the zero-width characters JavaScript's `trim` or sloppy clients leave behind.
-fn is_trailing_junk(c: char) -> bool {
+/// Whitespace in the widest sense: Unicode White_Space (which holds all of
+/// JavaScript's `\s` but U+FEFF), controls (NUL, CR, LF, …), and the zero-width
+/// characters JavaScript's `trim` or sloppy clients leave behind.
+fn is_junk(c: char) -> bool {
     c.is_whitespace() || c.is_control() || c == '\u{feff}' || c == '\u{200b}'
 }
 
@@ -391,39 +445,71 @@ fn classify_canonical(path: &str, method: &Method, uri: &Uri, headers: &HeaderMa
             Route::Other
         }
     };
-    match path {
-        LOGOUT_PATH => post_only(Route::SessionsLogout),
-        LOGIN_PATH => post_only(Route::Login),
-        USER_LOGOUT_PATH => post_only(Route::UserLogout),
-        // Meteor rewrites `/websocket` to sockjs-node's raw endpoint `/sockjs/websocket`.
-        "/websocket" | "/sockjs/websocket" if method == Method::GET => {
+    let is = |endpoint: &str| path.eq_ignore_ascii_case(endpoint);
+    if is(LOGOUT_PATH) {
+        post_only(Route::SessionsLogout)
+    } else if is(LOGIN_PATH) {
+        post_only(Route::Login)
+    } else if is(USER_LOGOUT_PATH) {
+        // Rocket.Chat's `_initAuth` registers `logout` for GET and POST (a
+        // Restivus leftover kept through 7.x); express and hono also answer
+        // HEAD with the GET handler, which logs the caller out all the same.
+        if is_method(method, "GET") || is_method(method, "HEAD") {
+            Route::UserLogout
+        } else {
+            post_only(Route::UserLogout)
+        }
+    } else if is("/websocket") || is("/sockjs/websocket") {
+        // Meteor rewrites `/websocket` (and `/websocket/`) to sockjs-node's raw
+        // endpoint `/sockjs/websocket` (ddp-server/stream_server.js).
+        if is_method(method, "GET") {
             Route::Websocket { sockjs: false }
+        } else {
+            Route::Other
         }
-        _ => {
-            if let Some(name) = path.strip_prefix(DEVICE_API_PREFIX) {
-                device_endpoint(name).map_or(Route::Other, Route::DeviceApi)
-            } else if let Some(rest) = path.strip_prefix(SOCKJS_PREFIX) {
-                classify_sockjs(rest, method)
-            } else {
-                Route::Other
-            }
-        }
+    } else if let Some(name) = strip_prefix_ignore_case(path, DEVICE_API_PREFIX) {
+        device_endpoint(name).map_or(Route::Other, Route::DeviceApi)
+    } else if let Some(rest) = strip_prefix_ignore_case(path, SOCKJS_PREFIX) {
+        classify_sockjs(rest, method)
+    } else {
+        Route::Other
     }
 }
 
-fn device_endpoint(name: &str) -> Option<DeviceEndpoint> {
-    match name {
-        "list" => Some(DeviceEndpoint::List),
-        "info" => Some(DeviceEndpoint::Info),
-        "logout.me" => Some(DeviceEndpoint::LogoutMe),
-        "list.all" => Some(DeviceEndpoint::ListAll),
-        "info.admin" => Some(DeviceEndpoint::InfoAdmin),
-        _ => None,
+/// `path` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ignore_case<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = path.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        path.get(prefix.len()..)
+    } else {
+        None
     }
+}
+
+/// The request method is `name`, any case (intercepting a lowercase `get` costs
+/// nothing; Node itself refuses it).
+fn is_method(method: &Method, name: &str) -> bool {
+    method.as_str().eq_ignore_ascii_case(name)
+}
+
+fn device_endpoint(name: &str) -> Option<DeviceEndpoint> {
+    const ENDPOINTS: [(&str, DeviceEndpoint); 5] = [
+        ("list", DeviceEndpoint::List),
+        ("info", DeviceEndpoint::Info),
+        ("logout.me", DeviceEndpoint::LogoutMe),
+        ("list.all", DeviceEndpoint::ListAll),
+        ("info.admin", DeviceEndpoint::InfoAdmin),
+    ];
+    ENDPOINTS
+        .iter()
+        .find(|(known, _)| name.eq_ignore_ascii_case(known))
+        .map(|&(_, endpoint)| endpoint)
 }
 
 /// `<server>/<session>/<transport>` after the `/sockjs/` prefix. Canonical paths
 /// have no empty segments, so three parts means exactly three non-empty segments.
+/// sockjs 0.3.24 matches `^/sockjs/([^/.]+)/([^/.]+)/<transport>[/]?$` on the
+/// undecoded `url.parse` pathname; the canonical path is wider.
 fn classify_sockjs(rest: &str, method: &Method) -> Route {
     let mut parts = rest.split('/');
     let (Some(_server), Some(_session), Some(transport), None) =
@@ -431,12 +517,13 @@ fn classify_sockjs(rest: &str, method: &Method) -> Route {
     else {
         return Route::Other;
     };
-    match transport {
-        "websocket" if method == Method::GET => Route::Websocket { sockjs: true },
-        "xhr_send" | "jsonp_send" if method.as_str().eq_ignore_ascii_case("POST") => {
-            Route::SockJsSend
-        }
-        _ => Route::Other,
+    let is = |name: &str| transport.eq_ignore_ascii_case(name);
+    if is("websocket") && is_method(method, "GET") {
+        Route::Websocket { sockjs: true }
+    } else if (is("xhr_send") || is("jsonp_send")) && is_method(method, "POST") {
+        Route::SockJsSend
+    } else {
+        Route::Other
     }
 }
 
@@ -444,7 +531,7 @@ fn classify_sockjs(rest: &str, method: &Method) -> Route {
 /// an override to another method stays a POST: when unsure, intercept. The method
 /// is compared ignoring case because intercepting a lowercase `post` costs nothing.
 fn is_effective_post(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
-    method.as_str().eq_ignore_ascii_case("POST")
+    is_method(method, "POST")
         || OVERRIDE_HEADERS.iter().any(|name| {
             headers
                 .get_all(name)
@@ -608,19 +695,131 @@ mod tests {
         );
     }
 
+    /// JavaScript's `\s`, which connect-route strips from both ends of the path.
+    const JS_WHITESPACE: [char; 25] = [
+        '\t', '\n', '\u{b}', '\u{c}', '\r', ' ', '\u{a0}', '\u{1680}', '\u{2000}', '\u{2001}',
+        '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}',
+        '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+        '\u{feff}',
+    ];
+
+    fn utf8_escaped(c: char) -> String {
+        let mut buf = [0u8; 4];
+        c.encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect()
+    }
+
+    // --- SPEC §12: what Rocket.Chat's real routers route ---
+
     #[test]
-    fn leading_double_slash_is_forwarded() {
-        assert_eq!(post("//api/v1/sessions/logout"), Route::Other);
-        assert_eq!(post("http://host//api/v1/sessions/logout"), Route::Other);
-        assert_eq!(canonical_path("//api/v1/sessions/logout"), None);
+    fn leading_slashes_are_intercepted() {
+        // connect-route (5.x–7.3) strips leading `/` runs: issue #13, class 1.
+        for path in [
+            "//api/v1/sessions/logout",
+            "///api/v1/sessions/logout",
+            "//api/v1/sessions/logout?x=1",
+            "http://host//api/v1/sessions/logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+        assert_eq!(
+            canonical_path("//api/v1/sessions/logout").as_deref(),
+            Some(LOGOUT_PATH)
+        );
     }
 
     #[test]
-    fn case_changes_are_forwarded() {
-        assert_eq!(post("/API/v1/sessions/logout"), Route::Other);
-        assert_eq!(post("/api/V1/sessions/logout"), Route::Other);
-        assert_eq!(post("/api/v1/sessions/Logout"), Route::Other);
-        assert_eq!(post("/api/v1/sessions/logou%54"), Route::Other);
+    fn javascript_whitespace_glued_to_the_front_is_intercepted() {
+        // connect-route strips `^[\s\/]+` after decodeURI: issue #13, class 2.
+        for c in JS_WHITESPACE {
+            let escaped = utf8_escaped(c);
+            for path in [
+                format!("/{escaped}api/v1/sessions/logout"),
+                format!("/{escaped}/{escaped}api/v1/sessions/logout"),
+                format!("/{escaped}/api/v1/sessions/logout{escaped}"),
+            ] {
+                assert_eq!(post(&path), Route::SessionsLogout, "{path}");
+            }
+        }
+        for path in [
+            "/%20api/v1/sessions/logout",
+            "/%09api/v1/sessions/logout",
+            "/%C2%A0api/v1/sessions/logout",
+            "/%E3%80%80api/v1/sessions/logout",
+            "/%EF%BB%BFapi/v1/sessions/logout",
+            "/%20/%20api/v1/sessions/logout",
+            "/%2520api/v1/sessions/logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
+    fn whitespace_at_either_end_of_any_segment_is_intercepted() {
+        // Wider than connect-route (which trims only the path's ends): no
+        // router needs it, the gate takes it anyway.
+        for path in [
+            "/api/%20v1/sessions/logout",
+            "/api/v1%09/sessions/logout",
+            "/api/v1/%E2%80%A8sessions%E3%80%80/logout",
+            "/api/v1/sessions/%C2%A0logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+    }
+
+    #[test]
+    fn ascii_case_changes_are_intercepted() {
+        // express `Router()` (7.4–7.5) is case-insensitive: issue #13, class 3.
+        for path in [
+            "/API/v1/sessions/logout",
+            "/api/V1/sessions/logout",
+            "/api/v1/sessions/Logout",
+            "/api/V1/SESSIONS/LOGOUT/",
+            "/api/v1/sessions/logou%54",
+            "/Api/V1/Sessions/LogOut?x=1",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
+        assert_eq!(post("/API/V1/LOGIN"), Route::Login);
+        assert_eq!(post("/api/v1/LogOut"), Route::UserLogout);
+        assert_eq!(
+            classify_str(Method::GET, "/api/v1/Sessions/List.All"),
+            Route::DeviceApi(DeviceEndpoint::ListAll)
+        );
+        assert_eq!(
+            classify_str(Method::GET, "/SockJS/WebSocket"),
+            Route::Websocket { sockjs: false }
+        );
+        assert_eq!(post("/sockjs/1/a/XHR_SEND"), Route::SockJsSend);
+    }
+
+    #[test]
+    fn non_ascii_look_alikes_are_not_the_endpoint() {
+        // No router folds these to ASCII: full-width letters, the Kelvin sign
+        // (U+212A, which Unicode lowercases to `k`), overlong UTF-8.
+        for path in [
+            "/api/v1/sessions/logou%EF%BD%94",
+            "/api/v1/sessions/lo%E2%84%AAout",
+            "/api/v1/sessions/logou%C1%B4",
+        ] {
+            assert_eq!(post(path), Route::Other, "{path}");
+        }
+    }
+
+    #[test]
+    fn whatwg_spellings_are_intercepted() {
+        // hono behind express (7.6+) parses `req.originalUrl` as a WHATWG URL.
+        for path in [
+            "/api/v1/x/../sessions/logout",
+            "/api/v1/x/%2e%2e/sessions/logout",
+            "/api/v1/sessions/./logout",
+            "/api\\v1\\sessions\\logout",
+        ] {
+            assert_eq!(post(path), Route::SessionsLogout, "{path}");
+        }
     }
 
     #[test]
@@ -858,12 +1057,39 @@ mod tests {
     // --- other routes ---
 
     #[test]
-    fn login_and_user_logout_need_post() {
+    fn login_needs_post() {
         assert_eq!(post("/api/v1/login"), Route::Login);
         assert_eq!(post("/api/v1/logi%6E/"), Route::Login);
         assert_eq!(classify_str(Method::GET, "/api/v1/login"), Route::Other);
-        assert_eq!(post("/api/v1/logout"), Route::UserLogout);
-        assert_eq!(classify_str(Method::GET, "/api/v1/logout"), Route::Other);
+    }
+
+    #[test]
+    fn user_logout_is_get_head_or_post() {
+        // Rocket.Chat's `_initAuth` answers GET and POST with its logout
+        // handler; express and hono route HEAD to the GET handler.
+        for method in [Method::POST, Method::GET, Method::HEAD] {
+            assert_eq!(
+                classify_str(method.clone(), "/api/v1/logout"),
+                Route::UserLogout,
+                "{method}"
+            );
+        }
+        for method in [Method::PUT, Method::DELETE, Method::OPTIONS, Method::PATCH] {
+            assert_eq!(
+                classify_str(method.clone(), "/api/v1/logout"),
+                Route::Other,
+                "{method}"
+            );
+        }
+        assert_eq!(
+            with_header(
+                Method::PUT,
+                "/api/v1/logout",
+                "x-http-method-override",
+                "POST"
+            ),
+            Route::UserLogout
+        );
     }
 
     #[test]
@@ -897,6 +1123,11 @@ mod tests {
             Route::Websocket { sockjs: true }
         );
         assert_eq!(get("/websocket//.."), Route::Websocket { sockjs: false });
+        // sockjs matches the undecoded pathname: `%2e%2e` is a session id there.
+        assert_eq!(
+            get("/sockjs/zz/%2e%2e/websocket"),
+            Route::Websocket { sockjs: true }
+        );
         assert_eq!(post("/websocket"), Route::Other);
         assert_eq!(get("/sockjs/1/websocket/x"), Route::Other);
     }
@@ -990,6 +1221,14 @@ mod tests {
     }
 
     // --- property tests ---
+
+    fn flip_ascii_case(c: char) -> char {
+        if c.is_ascii_lowercase() {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        }
+    }
 
     /// Percent-encode one character as UTF-8, optionally several times over.
     fn encode_char(c: char, depth: u8, lower: bool) -> String {
@@ -1093,30 +1332,51 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.insert("x-http-method-override", HeaderValue::from_static("post"));
             prop_assert_eq!(classify(&method, &uri, &headers), Route::SessionsLogout);
-            prop_assert_eq!(classify(&method, &uri, &HeaderMap::new()), Route::Other);
+            // Without the override: never the endpoint. (A `;params`-first
+            // reading may turn `/api/v1;x%2Fsessions/logout` into
+            // `/api/v1/logout`, which a GET reaches as the user's own logout.)
+            let route = classify(&method, &uri, &HeaderMap::new());
+            let expected = if method == Method::GET { Route::UserLogout } else { Route::Other };
+            prop_assert!(route == Route::Other || route == expected, "{:?}", route);
         }
 
         #[test]
-        fn case_changed_variants_are_forwarded(
-            path in prop_oneof![
-                variant_of("/API/v1/sessions/logout"),
-                variant_of("/api/v1/Sessions/logout"),
-                variant_of("/api/v1/sessions/logouT"),
-            ],
-        ) {
-            // Forwarded, never the endpoint. (A `;params`-first reading may turn
-            // `/api/v1;x%2FSessions/logout` into `/api/v1/logout`: also forwarded.)
-            let route = post(&path);
-            prop_assert!(matches!(route, Route::Other | Route::UserLogout), "{:?}", route);
-        }
-
-        #[test]
-        fn leading_double_slash_variants_are_forwarded(
+        fn case_changed_variants_are_intercepted(
             path in variant_of("/api/v1/sessions/logout"),
+            flips in prop::collection::vec(any::<bool>(), 0..160),
         ) {
-            let path = format!("/{path}");
-            prop_assert_eq!(post(&path), Route::Other);
-            prop_assert_eq!(post(&format!("http://host{path}")), Route::Other);
+            // express `Router()` (7.4–7.5) ignores ASCII case; so does the gate.
+            // Flipping hex digits, `;params` or the query changes nothing either.
+            let path: String = path
+                .chars()
+                .zip(flips.iter().copied().chain(std::iter::repeat(false)))
+                .map(|(c, flip)| if flip { flip_ascii_case(c) } else { c })
+                .collect();
+            prop_assert_eq!(post(&path), Route::SessionsLogout);
+        }
+
+        #[test]
+        fn leading_slashes_and_whitespace_variants_are_intercepted(
+            path in variant_of("/api/v1/sessions/logout"),
+            lead in prop::collection::vec(
+                prop_oneof![
+                    Just("/".to_string()),
+                    prop::sample::select(JS_WHITESPACE.to_vec()).prop_map(utf8_escaped),
+                ],
+                1..5,
+            ),
+            glued in prop::option::of(prop::sample::select(JS_WHITESPACE.to_vec())),
+            absolute in any::<bool>(),
+        ) {
+            // connect-route (5.x–7.3) strips `[\s/]+` runs from the front.
+            let mut target = String::from("/");
+            target.push_str(&lead.concat());
+            if let Some(c) = glued {
+                target.push_str(&utf8_escaped(c));
+            }
+            target.push_str(&path);
+            let target = if absolute { format!("http://host{target}") } else { target };
+            prop_assert_eq!(post(&target), Route::SessionsLogout, "{}", target);
         }
 
         #[test]
@@ -1135,12 +1395,13 @@ mod tests {
         }
 
         #[test]
-        fn canonical_path_is_idempotent(raw in "/[a-z./;%0-9A-F\\\\ ?#\u{a0}]{0,40}") {
-            if let Some(once) = canonical_path(&raw) {
-                prop_assert!(once.starts_with('/'));
-                prop_assert!(!once.starts_with("//"));
-                prop_assert_eq!(canonical_path(&once), Some(once.clone()));
-            }
+        fn canonical_path_is_idempotent(raw in "/[a-zA-Z./;%0-9\\\\ ?#\u{a0}\u{3000}\t]{0,40}") {
+            let once = canonical_path(&raw);
+            prop_assert!(once.is_some(), "every path has a canonical form");
+            let once = once.unwrap_or_default();
+            prop_assert!(once.starts_with('/'));
+            prop_assert!(!once.starts_with("//"));
+            prop_assert_eq!(canonical_path(&once), Some(once.clone()));
         }
 
         #[test]

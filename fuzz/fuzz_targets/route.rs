@@ -1,17 +1,26 @@
 //! Route canonicalization against a model of the upstream's routing.
 //!
-//! Property (SPEC §1 "Path matching"): no request that the upstream could route
-//! to its logout handler is forwarded by the gate. The model below is written
-//! independently of `route.rs`: instead of one canonical form it tries every
-//! plausible way a server stack (Express/connect on Meteor's WebApp, a WHATWG
-//! `new URL()`, an nginx-style normalizer, a Tomcat-style `;params` stripper)
-//! could turn the raw path it receives into a route, and says "routed" when
-//! *any* of them yields `/api/v1/sessions/logout`. The gate must then answer
-//! the request itself (`Route::SessionsLogout`).
-//!
-//! The reverse direction is pinned by the spec too: a raw path starting with
-//! `//` is never the endpoint (Meteor reads it as a host), so the gate must
-//! forward it.
+//! Property (SPEC §1 "Path matching", §12): no request that the upstream could
+//! route to its logout handler is forwarded by the gate. The model below is
+//! written independently of `route.rs`: instead of one canonical form it tries
+//! every plausible way a server stack could turn the raw path it receives into
+//! a route, and says "routed" when *any* of them yields
+//! `/api/v1/sessions/logout`. The gate must then answer the request itself
+//! (`Route::SessionsLogout`). Stacks modelled (tests/routers.rs runs the real
+//! ones; this is the fast, exhaustive-by-fuzzing counterpart):
+//! - Rocket.Chat 5.x – 7.3, connect-route 0.1.5: `decodeURI` (reserved
+//!   characters stay encoded, a malformed escape is a URIError, i.e. not
+//!   routed), cut at `?`, strip `/^[\s\/]+|[\s\/]+$/g` (JavaScript whitespace
+//!   and slashes at both ends of the whole path), exact segments. So
+//!   `//api/…`, `/%20api/…`, `/%E3%80%80/api/…` are the handler.
+//! - Rocket.Chat 7.4 – 7.5, express 4 `Router()`: case-insensitive, optional
+//!   trailing slash, no decoding. The model compares every reading ignoring
+//!   ASCII case.
+//! - Rocket.Chat 7.6+, hono behind express: WHATWG URL parsing first (`\` is
+//!   `/`, `.`/`%2e` dot segments resolve), then `decodeURI`.
+//! - Generic readings: raw/once/fully decoded, a decoded `?`/`#` ending the
+//!   path, `;params` cut before or after decoding (Tomcat), `\` as a separator,
+//!   whitespace trimmed at segment ends (none, trailing, both), both dot orders.
 //!
 //! Input: byte 0 picks the method, byte 1 an override header, the rest is the
 //! request target (origin- or absolute-form) as hyper would hand it over.
@@ -57,14 +66,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(route, classify(&method, &uri, &headers), "deterministic");
 
     let raw_path = uri.path();
-    if raw_path.starts_with("//") {
-        assert_ne!(
-            route,
-            Route::SessionsLogout,
-            "a leading `//` is not the endpoint: {raw_path:?}"
-        );
-        return;
-    }
     let effective_post = method.as_str().eq_ignore_ascii_case("POST")
         || override_value
             .is_some_and(|v| v.split(',').any(|i| i.trim().eq_ignore_ascii_case("POST")))
@@ -94,14 +95,15 @@ struct Reading {
     backslash: bool,
     /// `;params` cut from decoded segments.
     params_after_decode: bool,
-    /// Trailing whitespace/control characters trimmed from segments.
-    trim: bool,
+    /// Whitespace/control characters trimmed from segments: 0 = none,
+    /// 1 = trailing only, 2 = both ends.
+    trim: u8,
     /// 0 = dots are names, 1 = RFC 3986 (empty segments count), 2 = collapse first.
     dots: u8,
 }
 
 fn readings() -> impl Iterator<Item = Reading> {
-    (0u32..(2 * 2 * 3 * 2 * 2 * 2 * 2 * 3)).map(|mut n| {
+    (0u32..(2 * 2 * 3 * 2 * 2 * 2 * 3 * 3)).map(|mut n| {
         let mut take = |k: u32| {
             let v = n % k;
             n /= k;
@@ -114,14 +116,94 @@ fn readings() -> impl Iterator<Item = Reading> {
             decoded_query_ends_path: take(2) == 1,
             backslash: take(2) == 1,
             params_after_decode: take(2) == 1,
-            trim: take(2) == 1,
+            trim: take(3) as u8,
             dots: take(3) as u8,
         }
     })
 }
 
 fn model_routes_to_logout(raw: &str) -> bool {
-    readings().any(|reading| read(raw, reading).as_deref() == Some(LOGOUT))
+    let is_logout = |path: Option<String>| path.is_some_and(|p| p.eq_ignore_ascii_case(LOGOUT));
+    is_logout(connect_route(raw))
+        || is_logout(whatwg_normalize_str(raw).and_then(|p| connect_route(&p)))
+        || readings().any(|reading| is_logout(read(raw, reading)))
+}
+
+/// JavaScript's `\s` (ECMA-262 WhiteSpace + LineTerminator).
+fn is_js_whitespace(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n'
+            | '\u{b}'
+            | '\u{c}'
+            | '\r'
+            | ' '
+            | '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}'
+            | '\u{feff}'
+    )
+}
+
+/// connect-route 0.1.5 `Router.match`: `decodeURI(url).split('?', 1)[0]
+/// .replace(/^[\s\/]+|[\s\/]+$/g, '').split('/')`, segments matched exactly.
+fn connect_route(raw: &str) -> Option<String> {
+    let decoded = decode_uri(raw)?;
+    let path = decoded.split('?').next().unwrap_or("");
+    let stripped = path.trim_matches(|c: char| c == '/' || is_js_whitespace(c));
+    Some(format!("/{stripped}"))
+}
+
+/// ECMAScript `decodeURI`: escapes of the reserved set `;/?:@&=+$,#` stay as
+/// they are; anything malformed (bad hex, bad or overlong UTF-8) throws,
+/// which for a router means "not routed" (`None`).
+fn decode_uri(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let escape_at = |i: usize| -> Option<u8> {
+        if bytes.get(i) != Some(&b'%') {
+            return None;
+        }
+        Some(hex(*bytes.get(i + 1)?)? << 4 | hex(*bytes.get(i + 2)?)?)
+    };
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            let c = raw[i..].chars().next()?;
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        let first = escape_at(i)?;
+        if first < 0x80 {
+            if b";/?:@&=+$,#".contains(&first) {
+                out.push_str(&raw[i..i + 3]);
+            } else {
+                out.push(first as char);
+            }
+            i += 3;
+            continue;
+        }
+        let len = match first {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return None,
+        };
+        let mut utf8 = vec![first];
+        for k in 1..len {
+            utf8.push(escape_at(i + 3 * k)?);
+        }
+        out.push_str(std::str::from_utf8(&utf8).ok()?);
+        i += 3 * len;
+    }
+    Some(out)
 }
 
 fn read(raw: &str, r: Reading) -> Option<String> {
@@ -167,13 +249,15 @@ fn read(raw: &str, r: Reading) -> Option<String> {
                 segment.truncate(i);
             }
         }
-        if r.trim {
-            let kept = segment
-                .trim_end_matches(|c: char| {
-                    c.is_whitespace() || c.is_control() || c == '\u{feff}' || c == '\u{200b}'
-                })
-                .len();
-            segment.truncate(kept);
+        let junk =
+            |c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}' || c == '\u{200b}';
+        match r.trim {
+            1 => {
+                let kept = segment.trim_end_matches(junk).len();
+                segment.truncate(kept);
+            }
+            2 => *segment = segment.trim_matches(junk).to_string(),
+            _ => {}
         }
     }
     let resolved: Vec<String> = match r.dots {
@@ -207,6 +291,11 @@ fn resolve_dots(segments: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// [`whatwg_normalize`] on text (hono's `new URL()` before its `decodeURI`).
+fn whatwg_normalize_str(path: &str) -> Option<String> {
+    String::from_utf8(whatwg_normalize(path.as_bytes())).ok()
 }
 
 /// WHATWG URL path parsing of an origin-form path: `\` is a separator and
