@@ -230,6 +230,37 @@ async fn login_through_the_gate_can_be_logged_out_by_an_admin_without_any_import
     );
 }
 
+/// Only Rocket.Chat's own success answer logs the session out: a 200 that
+/// is not it (here the fake upstream's echo of a GET it does not route)
+/// leaves the session and its token alone.
+#[tokio::test]
+async fn user_logout_answered_without_rocket_chats_success_body_logs_nothing_out() {
+    let w = world().await;
+    w.upstream.set_login("u1", "tok-1");
+    assert_eq!(login(&w.gate, "/api/v1/login", MOBILE).await.0, 200);
+    let (status, _) = call(
+        &w.gate,
+        "GET",
+        "/api/v1/logout",
+        Some(("u1", "tok-1")),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sessions(&w.gate, "u1")[0]["active"], true);
+    let (status, _) = call(
+        &w.gate,
+        "GET",
+        "/api/v1/subscriptions.get",
+        Some(("u1", "tok-1")),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "the token still works");
+}
+
 #[tokio::test]
 async fn user_logout_accepted_upstream_logs_the_session_out_here() {
     let w = world().await;

@@ -106,7 +106,7 @@ async fn logout_on_one_replica_is_enforced_by_the_other_within_milliseconds() {
         let id = add_session(&a, "u1", &token);
         assert_eq!(get_with_token(&b, &token).await.0, 200);
         cli(&a, &["session", "revoke", &id]);
-        let delay = refused_within(&b, &token, Duration::from_secs(2))
+        let delay = refused_within(&b, &token, Duration::from_secs(5))
             .await
             .expect("B refuses the revoked token");
         delays.push(delay);
@@ -157,7 +157,7 @@ async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
     let other = add_session(&gate, "u1", "other-token");
     cli(&gate, &["session", "revoke", &other]);
     assert!(
-        refused_within(&gate, "other-token", Duration::from_secs(2))
+        refused_within(&gate, "other-token", Duration::from_secs(5))
             .await
             .is_some()
     );
@@ -190,7 +190,7 @@ async fn a_token_revoked_mid_connection_is_refused_on_that_connection() {
     let forwarded = upstream.seen_path("/api/v1/subscriptions.get").len();
     assert_eq!(forwarded, before + 3);
     cli(&gate, &["session", "revoke", &id]);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (status, body) = get().await;
         if status == 401 {
@@ -220,7 +220,7 @@ async fn revoked_header_token_is_forwarded_anonymously_and_answered_by_the_serve
     add_session(&gate, "u2", "header-live-token");
     cli(&gate, &["session", "revoke", &id]);
     assert!(
-        refused_within(&gate, "header-dead-token", Duration::from_secs(2))
+        refused_within(&gate, "header-dead-token", Duration::from_secs(5))
             .await
             .is_some()
     );
@@ -269,7 +269,7 @@ async fn revoked_query_token_is_removed_and_the_rest_of_the_query_kept() {
     add_session(&gate, "u1", "query-live-token");
     cli(&gate, &["session", "revoke", &id]);
     assert!(
-        refused_within(&gate, "query-dead-token", Duration::from_secs(2))
+        refused_within(&gate, "query-dead-token", Duration::from_secs(5))
             .await
             .is_some()
     );
@@ -315,7 +315,7 @@ async fn revoked_cookie_is_stripped_and_the_request_forwarded_anonymously() {
     let id = add_session(&gate, "u1", "cookie-token");
     cli(&gate, &["session", "revoke", &id]);
     assert!(
-        refused_within(&gate, "cookie-token", Duration::from_secs(2))
+        refused_within(&gate, "cookie-token", Duration::from_secs(5))
             .await
             .is_some()
     );
@@ -347,7 +347,7 @@ async fn redis_outage_keeps_traffic_flowing_and_resync_catches_up() {
     let during_id = add_session(&a, "u1", "revoked-during-outage");
     cli(&a, &["session", "revoke", &revoked_id]);
     assert!(
-        refused_within(&a, "revoked-before", Duration::from_secs(2))
+        refused_within(&a, "revoked-before", Duration::from_secs(5))
             .await
             .is_some()
     );
@@ -589,7 +589,7 @@ async fn revoked_resume_login_is_answered_by_the_server_and_completes() {
     upstream.hold_ddp_token("u1", "fresh-resume-token");
     cli(&gate, &["session", "revoke", &id]);
     assert!(
-        refused_within(&gate, "dead-resume-token", Duration::from_secs(2))
+        refused_within(&gate, "dead-resume-token", Duration::from_secs(5))
             .await
             .is_some()
     );
@@ -719,7 +719,7 @@ async fn rest_login_resuming_a_revoked_token_reaches_the_server_as_a_decoy() {
     let id = add_session(&gate, "u1", "rest-dead-token");
     cli(&gate, &["session", "revoke", &id]);
     assert!(
-        refused_within(&gate, "rest-dead-token", Duration::from_secs(2))
+        refused_within(&gate, "rest-dead-token", Duration::from_secs(5))
             .await
             .is_some()
     );

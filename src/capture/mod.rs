@@ -367,6 +367,35 @@ impl Capturer {
         tracing::warn!(kind = kind.label(), error, "session not captured");
     }
 
+    /// The upstream's answer to the caller's own logout (`/api/v1/logout`,
+    /// GET, HEAD or POST): the session is logged out here only when the
+    /// answer says so, Rocket.Chat's `{"status":"success",…}`. A 200 from a
+    /// server that does not route that request (an HTML page, say) proves
+    /// nothing. The answer is relayed byte for byte either way.
+    pub async fn inspect_user_logout(
+        &self,
+        response: Response<UpstreamBody>,
+        credentials: Option<(&str, &str)>,
+        deadline: Duration,
+    ) -> Response<Body> {
+        let Some((user_id, token)) = credentials else {
+            return response.map(boxed);
+        };
+        if !worth_reading(&response) {
+            return response.map(boxed);
+        }
+        let (parts, mut body) = response.into_parts();
+        let mut prefix = Prefix::default();
+        let _ = tokio::time::timeout(deadline, prefix.fill(&mut body, MAX_LOGIN_ANSWER)).await;
+        let succeeded = prefix
+            .complete_data(MAX_LOGIN_ANSWER)
+            .is_some_and(|bytes| logout_succeeded(&bytes));
+        if succeeded {
+            self.user_logout(user_id, token).await;
+        }
+        Response::from_parts(parts, prefix.into_body(body))
+    }
+
     /// The upstream accepted `POST /api/v1/logout` for this caller: the token
     /// is dead there, so refuse it here at once and mark its session logged
     /// out (by the user). Bounded by the Redis command timeout; a failure is
@@ -417,6 +446,14 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Rocket.Chat's logout answer: `{"status":"success","data":{"message":…}}`.
+fn logout_succeeded(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("status").and_then(|s| s.as_str().map(str::to_owned)))
+        .is_some_and(|status| status == "success")
+}
+
 #[cfg(test)]
 mod tests {
     use super::login_answer::MAX_ID_LEN;
@@ -460,6 +497,21 @@ mod tests {
         );
         assert_eq!(ClientFacts::from_parts(&v6, peer, true).user_agent, None);
         assert_eq!(ClientFacts::from_parts(&v6, peer, true).host, None);
+    }
+
+    #[test]
+    fn only_rocket_chats_success_answer_logs_the_session_out() {
+        assert!(logout_succeeded(
+            br#"{"status":"success","data":{"message":"You've been logged out!"}}"#
+        ));
+        for body in [
+            &b"<!doctype html><title>Rocket.Chat</title>"[..],
+            br#"{"status":"error","message":"You must be logged in to do this."}"#,
+            br#"{"success":true}"#,
+            b"",
+        ] {
+            assert!(!logout_succeeded(body), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -196,17 +196,21 @@ impl Gate {
             .zip(header_str(req.headers(), "x-auth-token"))
             .map(|(user, token)| (user.to_string(), zeroize::Zeroizing::new(token.to_string())));
         self.enforce(&mut req, &conn);
+        // The answer is read to see whether the server logged the caller out.
+        req.headers_mut().remove(header::ACCEPT_ENCODING);
         let upstream_req = self.prepare(req, &conn, false);
         let response = match self.send(upstream_req).await {
             Ok(response) => response,
             Err(e) => return e.into_response(),
         };
-        if response.status() == StatusCode::OK {
-            if let Some((user_id, token)) = &credentials {
-                self.capturer.user_logout(user_id, token).await;
-            }
-        }
-        relay(response, false)
+        let credentials = credentials
+            .as_ref()
+            .map(|(user, token)| (user.as_str(), token.as_str()));
+        let response = self
+            .capturer
+            .inspect_user_logout(response, credentials, self.response_timeout)
+            .await;
+        relay_body(response)
     }
 
     /// Enforce revocation on every place the request carries a login token
