@@ -55,6 +55,7 @@ const LOGIN_PATH: &str = "/api/v1/login";
 const USER_LOGOUT_PATH: &str = "/api/v1/logout";
 const DEVICE_API_PREFIX: &str = "/api/v1/sessions/";
 const SOCKJS_PREFIX: &str = "/sockjs/";
+const METHOD_CALL_PREFIX: &str = "/api/v1/method.call";
 
 /// Headers that common frameworks honour to tunnel a method through another one.
 static OVERRIDE_HEADERS: [HeaderName; 3] = [
@@ -87,6 +88,11 @@ pub enum Route {
     SockJsSend,
     /// The device-management endpoints under `/api/v1/sessions/` (any method).
     DeviceApi(DeviceEndpoint),
+    /// `POST /api/v1/method.call/<method>` or `…/method.callAnon/<method>`:
+    /// Rocket.Chat's DDP over REST. The body (`{"message":"<DDP JSON>"}`)
+    /// names the method itself, whatever the path says, and may be a resume
+    /// login: the gate reads it like a websocket message.
+    MethodCall,
     /// Everything else: forwarded unchanged.
     Other,
 }
@@ -111,6 +117,7 @@ impl Route {
             Route::Websocket { .. } => "websocket",
             Route::SockJsSend => "sockjs_send",
             Route::DeviceApi(_) => "device_api",
+            Route::MethodCall => "method_call",
             Route::Other => "other",
         }
     }
@@ -122,9 +129,10 @@ impl Route {
     /// though decoding and dot resolution read `/sockjs/websocket`.
     fn precedence(&self) -> u8 {
         match self {
-            Route::SessionsLogout => 7,
-            Route::UserLogout => 6,
-            Route::Login => 5,
+            Route::SessionsLogout => 8,
+            Route::UserLogout => 7,
+            Route::Login => 6,
+            Route::MethodCall => 5,
             Route::DeviceApi(_) => 4,
             Route::SockJsSend => 3,
             Route::Websocket { sockjs: true } => 2,
@@ -471,6 +479,13 @@ fn classify_canonical(path: &str, method: &Method, uri: &Uri, headers: &HeaderMa
         device_endpoint(name).map_or(Route::Other, Route::DeviceApi)
     } else if let Some(rest) = strip_prefix_ignore_case(path, SOCKJS_PREFIX) {
         classify_sockjs(rest, method)
+    } else if let Some(rest) = strip_prefix_ignore_case(path, METHOD_CALL_PREFIX) {
+        // `method.call/:method` and `method.callAnon/:method`: one segment.
+        let rest = strip_prefix_ignore_case(rest, "Anon").unwrap_or(rest);
+        match rest.strip_prefix('/') {
+            Some(name) if !name.is_empty() && !name.contains('/') => post_only(Route::MethodCall),
+            _ => Route::Other,
+        }
     } else {
         Route::Other
     }
@@ -1148,6 +1163,25 @@ mod tests {
     }
 
     #[test]
+    fn rest_method_calls_need_post_and_one_method_segment() {
+        for path in [
+            "/api/v1/method.call/login",
+            "/api/v1/method.callAnon/login",
+            "/API/v1/method.callanon/sendMessage/",
+            "//api/v1/method.call/anything",
+        ] {
+            assert_eq!(post(path), Route::MethodCall, "{path}");
+        }
+        assert_eq!(
+            classify_str(Method::GET, "/api/v1/method.call/login"),
+            Route::Other
+        );
+        assert_eq!(post("/api/v1/method.call"), Route::Other);
+        assert_eq!(post("/api/v1/method.call/a/b"), Route::Other);
+        assert_eq!(post("/api/v1/method.callX/login"), Route::Other);
+    }
+
+    #[test]
     fn labels_are_stable() {
         let labels: Vec<&str> = [
             Route::SessionsLogout,
@@ -1156,6 +1190,7 @@ mod tests {
             Route::Websocket { sockjs: true },
             Route::SockJsSend,
             Route::DeviceApi(DeviceEndpoint::List),
+            Route::MethodCall,
             Route::Other,
         ]
         .iter()
@@ -1170,6 +1205,7 @@ mod tests {
                 "websocket",
                 "sockjs_send",
                 "device_api",
+                "method_call",
                 "other"
             ]
         );

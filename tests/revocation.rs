@@ -709,8 +709,9 @@ async fn revoked_resume_login_is_answered_by_the_server_and_completes() {
 }
 
 /// Rocket.Chat's REST login also resumes a token (`{"resume": token}`, also
-/// form-encoded): a revoked one goes upstream as a decoy, so the server
-/// refuses it itself and never sees the revoked token.
+/// form-encoded), and so does its DDP over REST (`method.callAnon/login`): a
+/// revoked one goes upstream as a decoy, so the server refuses it itself and
+/// never sees the revoked token.
 #[tokio::test(flavor = "multi_thread")]
 async fn rest_login_resuming_a_revoked_token_reaches_the_server_as_a_decoy() {
     let redis = RedisServer::start();
@@ -750,6 +751,24 @@ async fn rest_login_resuming_a_revoked_token_reaches_the_server_as_a_decoy() {
             body.len().to_string().as_str()
         );
     }
+    // Rocket.Chat's DDP over REST carries the login as a JSON string.
+    let message =
+        r#"{"msg":"method","method":"login","params":[{"resume":"rest-dead-token"}],"id":"4"}"#;
+    let body = serde_json::json!({ "message": message }).to_string();
+    let req = with_body(
+        request("POST", gate.addr, "/api/v1/method.callAnon/login")
+            .header("content-type", "application/json"),
+        body.clone(),
+    );
+    send(gate.addr, req).await.expect("gate answers");
+    let seen = upstream.seen_path("/api/v1/method.callAnon/login");
+    assert_eq!(seen.len(), 1);
+    let forwarded: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    let inner = forwarded["message"].as_str().unwrap();
+    assert_eq!(inner.len(), message.len(), "{inner}");
+    assert!(!inner.contains("rest-dead-token"), "{inner}");
+    assert!(inner.starts_with(r#"{"msg":"method","method":"login","params":[{"resume":""#));
+
     // A live or absent resume token is forwarded untouched.
     let body = r#"{"user":"bob","password":"pw"}"#;
     let req = with_body(

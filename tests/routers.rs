@@ -110,9 +110,10 @@ fn route_of(handler: &str) -> Option<Route> {
 /// models disagree, the gate must take the most specific handler.
 fn rank(route: Route) -> u8 {
     match route {
-        Route::SessionsLogout => 7,
-        Route::UserLogout => 6,
-        Route::Login => 5,
+        Route::SessionsLogout => 8,
+        Route::UserLogout => 7,
+        Route::Login => 6,
+        Route::MethodCall => 5,
         Route::DeviceApi(_) => 4,
         Route::SockJsSend => 3,
         Route::Websocket { sockjs: true } => 2,

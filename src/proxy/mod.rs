@@ -146,7 +146,8 @@ impl Gate {
         // the future hyper moves around for every request stays small.
         match route {
             Route::SessionsLogout => Box::pin(self.logout.handle(req, conn)).await,
-            Route::SockJsSend => Box::pin(self.forward_sockjs_send(req, conn)).await,
+            Route::SockJsSend => Box::pin(self.forward_inspected(req, conn, "sockjs")).await,
+            Route::MethodCall => Box::pin(self.forward_inspected(req, conn, "rest")).await,
             Route::Login => Box::pin(self.forward_login(req, conn)).await,
             Route::UserLogout => Box::pin(self.forward_user_logout(req, conn)).await,
             Route::DeviceApi(endpoint) => match &self.devices {
@@ -462,19 +463,21 @@ impl Gate {
         relay(response, true)
     }
 
-    /// SockJS `xhr_send` / `jsonp_send` carry DDP messages in an HTTP body:
-    /// a resume login with a revoked token there is forwarded with a decoy
-    /// token (SPEC §11), so the server answers 204 as always and delivers
-    /// its own error, then `updated`, on the session's poll. Refusing the
-    /// send instead would make sockjs-client drop the session and Meteor
-    /// resend the same login forever.
-    async fn forward_sockjs_send(
+    /// Requests whose body carries DDP messages: SockJS `xhr_send` /
+    /// `jsonp_send` (`kind` "sockjs") and Rocket.Chat's REST `method.call`
+    /// (`kind` "rest"). A resume login with a revoked token in there is
+    /// forwarded with a decoy token (SPEC §11), so the server answers as
+    /// always (SockJS: 204, then its own error and `updated` on the session's
+    /// poll). Refusing a SockJS send instead would make sockjs-client drop the
+    /// session and Meteor resend the same login forever.
+    async fn forward_inspected(
         &self,
         mut req: Request<Incoming>,
         conn: ConnInfo,
+        kind: &'static str,
     ) -> Response<Body> {
         self.enforce(&mut req, &conn);
-        match self.prepare_inspected(req, &conn, "sockjs").await {
+        match self.prepare_inspected(req, &conn, kind).await {
             Ok(upstream_req) => match self.send(upstream_req).await {
                 Ok(response) => relay(response, false),
                 Err(e) => e.into_response(),
