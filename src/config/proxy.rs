@@ -21,6 +21,10 @@ pub(super) const DEFAULT_POOL_IDLE_TIMEOUT_MS: u64 = 4_000;
 /// 1 MiB: far above any SockJS `xhr_send` batch or REST login body a client
 /// sends, small enough to hold per request (same as `tunnel`'s default).
 pub(super) const DEFAULT_MAX_INSPECT_BYTES: usize = 1024 * 1024;
+/// An hour: Meteor pings every DDP socket every 17.5 s and SockJS sends a
+/// heartbeat every 25 s, so a tunnel silent both ways this long has a dead
+/// peer (a half-open TCP connection) and only holds memory. 0 turns it off.
+pub(super) const DEFAULT_WEBSOCKET_IDLE_TIMEOUT_MS: u64 = 3_600_000;
 
 pub(super) const KEYS: SectionKeys = SectionKeys {
     section: "proxy",
@@ -30,6 +34,7 @@ pub(super) const KEYS: SectionKeys = SectionKeys {
         ("pool_idle_timeout_ms", Kind::Int),
         ("ca_file", Kind::Str),
         ("max_inspect_bytes", Kind::Int),
+        ("websocket_idle_timeout_ms", Kind::Int),
     ],
 };
 
@@ -41,6 +46,7 @@ pub(super) struct RawProxy {
     pool_idle_timeout_ms: Option<u64>,
     ca_file: Option<String>,
     max_inspect_bytes: Option<usize>,
+    websocket_idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -52,8 +58,12 @@ pub struct ProxyConfig {
     pub pool_idle_timeout: Duration,
     /// Extra CA bundle (PEM) for an https upstream, added to the system roots.
     pub ca_file: Option<PathBuf>,
-    /// Bound on SockJS `xhr_send` bodies the gate inspects.
+    /// Bound on the bodies and websocket messages the gate holds back to
+    /// inspect (SockJS sends, REST login and `method.call` bodies).
     pub max_inspect_bytes: usize,
+    /// A websocket tunnel with no traffic either way for this long is closed
+    /// (1001); `None` when `proxy.websocket_idle_timeout_ms = 0`.
+    pub websocket_idle_timeout: Option<Duration>,
 }
 
 pub(super) fn validate(raw: RawProxy) -> Result<ProxyConfig, ConfigError> {
@@ -75,5 +85,12 @@ pub(super) fn validate(raw: RawProxy) -> Result<ProxyConfig, ConfigError> {
         )?),
         ca_file: raw.ca_file.map(PathBuf::from),
         max_inspect_bytes: raw.max_inspect_bytes.unwrap_or(DEFAULT_MAX_INSPECT_BYTES),
+        websocket_idle_timeout: match raw
+            .websocket_idle_timeout_ms
+            .unwrap_or(DEFAULT_WEBSOCKET_IDLE_TIMEOUT_MS)
+        {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        },
     })
 }

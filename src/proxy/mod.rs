@@ -40,6 +40,7 @@ pub struct Gate {
     upstream_host: HeaderValue,
     response_timeout: Duration,
     max_inspect_bytes: usize,
+    websocket_idle_timeout: Option<Duration>,
     revoked: RevokedSet,
     metrics: Arc<Metrics>,
     logout: LogoutApi,
@@ -78,6 +79,7 @@ impl Gate {
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             response_timeout: cfg.proxy.response_timeout,
             max_inspect_bytes: cfg.proxy.max_inspect_bytes,
+            websocket_idle_timeout: cfg.proxy.websocket_idle_timeout,
             revoked,
             metrics,
             logout: handlers.logout,
@@ -420,6 +422,7 @@ impl Gate {
         let metrics = self.metrics.clone();
         let shutdown = self.tunnel_shutdown.clone();
         let max_inspect_bytes = self.max_inspect_bytes;
+        let idle_timeout = self.websocket_idle_timeout;
         let counter = self.metrics.clone();
         let on_revoked_login: tunnel::RevokedLoginHook = Arc::new(move || {
             counter
@@ -441,6 +444,7 @@ impl Gate {
                 let cfg = tunnel::TunnelConfig {
                     cookie_token,
                     max_inspect_bytes,
+                    idle_timeout,
                     on_login,
                     on_revoked_login: Some(on_revoked_login),
                 };

@@ -86,6 +86,8 @@ pub struct TunnelConfig {
     pub cookie_token: Option<TokenHash>,
     /// Largest message held back for inspection (default 1 MiB).
     pub max_inspect_bytes: usize,
+    /// Close (1001) after this long with no bytes either way; `None`: never.
+    pub idle_timeout: Option<Duration>,
     /// Told `(user_id, token)` of every login the server grants on this
     /// socket, so the session can be recorded (SPEC §2). Must not block.
     pub on_login: Option<LoginHook>,
@@ -99,6 +101,7 @@ impl std::fmt::Debug for TunnelConfig {
         f.debug_struct("TunnelConfig")
             .field("cookie_token", &self.cookie_token.map(|_| "<redacted>"))
             .field("max_inspect_bytes", &self.max_inspect_bytes)
+            .field("idle_timeout", &self.idle_timeout)
             .field("on_login", &self.on_login.is_some())
             .field("on_revoked_login", &self.on_revoked_login.is_some())
             .finish()
@@ -116,6 +119,7 @@ impl Default for TunnelConfig {
         Self {
             cookie_token: None,
             max_inspect_bytes: DEFAULT_MAX_INSPECT_BYTES,
+            idle_timeout: None,
             on_login: None,
             on_revoked_login: None,
         }
@@ -133,6 +137,8 @@ pub enum TunnelEnd {
     Revoked,
     /// The gate is shutting down: closed with 1001.
     Shutdown,
+    /// Nothing moved either way for `idle_timeout`: closed with 1001.
+    Idle,
     /// A peer broke the protocol; the client got a close frame.
     ProtocolError(&'static str),
     /// A socket failed.
@@ -161,19 +167,30 @@ where
         pump.learn(hash);
     }
     let mut events_open = true;
+    let idle_timeout = pump.idle_timeout;
     loop {
         let deadline = pump.deadline();
         let closing = pump.closing.is_some();
+        // Armed from the last byte moved, re-checked when it fires.
+        let idle_at = idle_timeout.map(|idle| pump.last_activity + idle);
         let step = tokio::select! {
             biased;
             () = shutdown.cancelled(), if !closing => Step::Shutdown,
             event = events.recv(), if events_open && !closing => Step::Event(event),
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::Deadline,
+            () = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() && !closing => Step::Idle,
             end = poll_fn(|cx| pump.poll_io(cx)) => Step::End(end),
         };
         match step {
             Step::End(end) => return end,
             Step::Deadline => return pump.end_reason(),
+            Step::Idle => {
+                // Bytes may have moved since the timer was armed.
+                if idle_timeout.is_some_and(|idle| pump.last_activity + idle <= Instant::now()) {
+                    tracing::info!(target: "sessiongate::ws", "closing websocket: idle timeout");
+                    pump.start_closing(CLOSE_GOING_AWAY, "idle timeout", TunnelEnd::Idle);
+                }
+            }
             Step::Shutdown => pump.start_closing(
                 CLOSE_GOING_AWAY,
                 "server shutting down",
@@ -198,6 +215,7 @@ where
 enum Step {
     End(TunnelEnd),
     Deadline,
+    Idle,
     Shutdown,
     Event(Result<TokenHash, RecvError>),
 }
@@ -376,6 +394,9 @@ struct Pump<C, U> {
     closing: Option<Closing>,
     first_closer: Option<Side>,
     drain_deadline: Option<Instant>,
+    idle_timeout: Option<Duration>,
+    /// When bytes last arrived from either side.
+    last_activity: Instant,
 }
 
 impl<C, U> Pump<C, U>
@@ -414,6 +435,8 @@ where
             closing: None,
             first_closer: None,
             drain_deadline: None,
+            idle_timeout: cfg.idle_timeout,
+            last_activity: Instant::now(),
         }
     }
 
@@ -572,6 +595,7 @@ where
                 Poll::Ready(Ok(true))
             }
             Poll::Ready(Ok(_)) => {
+                self.last_activity = Instant::now();
                 if closing {
                     // Read only to see the client's EOF; nothing goes upstream.
                     self.inb.rbuf.clear();
@@ -601,7 +625,10 @@ where
                 self.upstream_eof();
                 Poll::Ready(Ok(true))
             }
-            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Ok(_)) => {
+                self.last_activity = Instant::now();
+                Poll::Ready(Ok(true))
+            }
             Poll::Ready(Err(_)) if self.closing.is_some() => {
                 self.upstream_eof();
                 Poll::Ready(Ok(true))

@@ -489,6 +489,32 @@ async fn shutdown_closes_with_1001() {
 }
 
 #[tokio::test]
+async fn a_silent_tunnel_closes_with_1001_after_the_idle_timeout_and_traffic_keeps_it_open() {
+    let revoked = RevokedSet::new();
+    let idle = Duration::from_millis(300);
+    let cfg = TunnelConfig {
+        idle_timeout: Some(idle),
+        ..TunnelConfig::default()
+    };
+    let mut h = start(cfg, &revoked);
+    // Traffic every 100 ms, for three idle periods: still open.
+    let started = tokio::time::Instant::now();
+    let mut last_traffic = started;
+    while started.elapsed() < idle * 3 {
+        assert_open(&mut h).await;
+        last_traffic = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!h.task.is_finished());
+    // Then silence: closed (1001) on both sides, never before the timeout.
+    expect_close(&mut h.client, 1001).await;
+    assert!(last_traffic.elapsed() >= idle);
+    expect_close(&mut h.upstream, 1001).await;
+    drop(h.client);
+    assert_eq!(ended(h.task).await, TunnelEnd::Idle);
+}
+
+#[tokio::test]
 async fn client_eof_is_passed_on_and_ends_the_tunnel() {
     let revoked = RevokedSet::new();
     let mut h = start(TunnelConfig::default(), &revoked);
