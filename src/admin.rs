@@ -55,6 +55,11 @@ fn answer(req: &Request<Incoming>, metrics: &Metrics, readiness: &Readiness) -> 
         "/readyz" => {
             if readiness.is_ready() {
                 text(StatusCode::OK, "ready\n")
+            } else if readiness.draining() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: shutting down\n",
+                )
             } else if !readiness.revocations_synced() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,

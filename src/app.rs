@@ -59,14 +59,20 @@ pub async fn bind(cfg: &Config) -> Result<Bound, ConfigError> {
     })
 }
 
-/// Run the gate until `shutdown` fires, then drain and return.
+/// Run the gate until `shutdown` begins, then drain and return: report not
+/// ready and keep serving for `server.drain_delay` (every HTTP/1.1 answer
+/// with `Connection: close`), then close the listener, let in-flight requests
+/// finish within `server.shutdown_grace` and close websockets with 1001.
 pub async fn run(
     cfg: Config,
     bound: Bound,
     store: Store,
     key: Arc<SecretKey>,
-    shutdown: CancellationToken,
+    shutdown: impl Into<Shutdown>,
 ) -> anyhow::Result<()> {
+    let shutdown = shutdown.into();
+    // Everything stops on `stop`; it fires after the drain delay.
+    let stop = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
     let revoked = RevokedSet::new();
@@ -113,14 +119,21 @@ pub async fn run(
         revoked,
         metrics.clone(),
         readiness.clone(),
-        shutdown.clone(),
+        stop.clone(),
     ));
 
     let admin_task = tokio::spawn(admin::serve(
         bound.admin,
         metrics.clone(),
         readiness.clone(),
-        shutdown.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(drain_sequence(
+        shutdown,
+        readiness.clone(),
+        gate.clone(),
+        cfg.server.drain_delay,
+        stop.clone(),
     ));
     tracing::info!(
         listen = %cfg.listen,
@@ -130,43 +143,152 @@ pub async fn run(
         "sessiongate listening"
     );
     readiness.set_listener_bound();
-    server::serve(bound.gate, gate, &cfg.server, shutdown.clone()).await;
+    server::serve(bound.gate, gate, &cfg.server, stop).await;
     let _ = admin_task.await;
     sync_task.abort();
     tracing::info!("drained, exiting");
     Ok(())
 }
 
-/// SIGTERM or SIGINT cancels the token.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received, draining");
-        trigger.cancel();
-    });
-    token
+/// How the gate is asked to stop: `begin` starts the graceful sequence (not
+/// ready, keep serving for `server.drain_delay`, then drain); `now` skips the
+/// delay. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    begin: CancellationToken,
+    now: CancellationToken,
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process still dies on SIGTERM, undrained.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Begin a graceful shutdown (what SIGTERM does).
+    pub fn begin(&self) {
+        self.begin.cancel();
+    }
+
+    /// Shut down without the drain delay (what SIGINT or a second SIGTERM
+    /// does); in-flight requests still get `server.shutdown_grace`.
+    pub fn now(&self) {
+        self.begin.cancel();
+        self.now.cancel();
+    }
+
+    /// SIGTERM begins a graceful shutdown, a second SIGTERM or a SIGINT
+    /// (Ctrl-C at a terminal) skips the drain delay.
+    pub fn on_signals() -> Self {
+        let shutdown = Self::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            let mut signals = Signals::install();
+            let mut terminated = false;
+            loop {
+                match signals.next().await {
+                    Signal::Terminate if !terminated => {
+                        terminated = true;
+                        tracing::info!("SIGTERM: draining (not ready, still serving)");
+                        trigger.begin();
+                    }
+                    Signal::Terminate | Signal::Interrupt => {
+                        tracing::info!("shutdown signal received, draining now");
+                        trigger.now();
+                        return;
+                    }
+                }
+            }
+        });
+        shutdown
     }
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// A token alone begins a graceful shutdown when cancelled.
+impl From<CancellationToken> for Shutdown {
+    fn from(begin: CancellationToken) -> Self {
+        Self {
+            begin,
+            now: CancellationToken::new(),
+        }
+    }
+}
+
+/// SIGTERM or SIGINT: a graceful shutdown begins (kept for callers that hold
+/// a token; see [`Shutdown::on_signals`]).
+pub fn shutdown_on_signals() -> Shutdown {
+    Shutdown::on_signals()
+}
+
+/// From `shutdown` beginning to `stop`: not ready at once (a Kubernetes
+/// Service or a load balancer polling `/readyz` stops sending), HTTP/1.1
+/// answers close their connections (clients reconnect elsewhere), and the
+/// listener keeps serving for `delay` unless told to stop now.
+async fn drain_sequence(
+    shutdown: Shutdown,
+    readiness: Arc<Readiness>,
+    gate: Arc<Gate>,
+    delay: std::time::Duration,
+    stop: CancellationToken,
+) {
+    shutdown.begin.cancelled().await;
+    readiness.set_draining();
+    gate.set_draining();
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "not ready; serving until the listener closes"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.now.cancelled() => {}
+        }
+    }
+    stop.cancel();
+}
+
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+/// SIGTERM and SIGINT, installed once so none is missed between two waits.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+            .ok();
+        Self { streams }
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> Self {
+        Self {}
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) -> Signal {
+        let Some((term, int)) = &mut self.streams else {
+            // Without handlers the process still dies on SIGTERM, undrained.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => Signal::Terminate,
+            _ = int.recv() => Signal::Interrupt,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> Signal {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => Signal::Interrupt,
+            Err(_) => std::future::pending().await,
+        }
+    }
 }

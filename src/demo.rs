@@ -38,7 +38,7 @@ pub const DEMO_SECRET_BASE32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 /// Tokens the stand-in server accepts: token → (user id, username).
 type Accounts = Arc<Mutex<HashMap<String, (String, String)>>>;
 
-pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs, shutdown: crate::app::Shutdown) -> anyhow::Result<()> {
     // Fresh per run: a token revoked by an earlier demo against the same
     // Redis (`--redis`) stays revoked, as it should.
     let victim_token = format!("demo-alice-{}", crate::auth::meteor_id());
@@ -56,7 +56,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("cannot bind the stand-in chat server")?;
     let chat_addr = chat.local_addr()?;
-    tokio::spawn(serve_chat(chat, accounts, shutdown.clone()));
+    // The stand-in outlives the gate's drain, then stops with it.
+    let chat_stop = CancellationToken::new();
+    tokio::spawn(serve_chat(chat, accounts, chat_stop.clone()));
 
     let flags = Overrides {
         listen: Some(args.listen.clone()),
@@ -89,7 +91,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         args.redis.is_some(),
         &victim_token,
     );
-    crate::app::run(cfg, bound, store, key, shutdown).await
+    let result = crate::app::run(cfg, bound, store, key, shutdown).await;
+    chat_stop.cancel();
+    result
 }
 
 async fn seed(store: &Store, key: &SecretKey, victim_token: &str) -> anyhow::Result<()> {

@@ -302,14 +302,17 @@ impl Metrics {
 }
 
 /// Readiness is a latch: it turns true once the gate's listener is bound and
-/// the revoked set has had its first full sync, and never turns false again —
-/// a Redis blip must not pull every replica out of the Service at once (the
-/// gate keeps enforcing its last known set), and the upstream's health is not
-/// ours to report.
+/// the revoked set has had its first full sync, and no Redis blip turns it
+/// false again — that must not pull every replica out of the Service at once
+/// (the gate keeps enforcing its last known set), and the upstream's health
+/// is not ours to report. Only shutting down does: from SIGTERM on the gate
+/// reports not ready while it keeps serving, so load balancers stop sending
+/// before the listener closes.
 #[derive(Default)]
 pub struct Readiness {
     listener_bound: AtomicBool,
     revocations_synced: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Readiness {
@@ -322,7 +325,13 @@ impl Readiness {
     pub fn revocations_synced(&self) -> bool {
         self.revocations_synced.load(Ordering::Acquire)
     }
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
     pub fn is_ready(&self) -> bool {
-        self.listener_bound.load(Ordering::Acquire) && self.revocations_synced()
+        self.listener_bound.load(Ordering::Acquire) && self.revocations_synced() && !self.draining()
     }
 }

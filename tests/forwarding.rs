@@ -436,10 +436,17 @@ async fn tls_listener_serves_http1_and_h2_with_a_self_signed_certificate() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+/// SIGTERM: `/readyz` turns 503 at once while the listener keeps serving
+/// for `server.drain_delay_ms` (every HTTP/1.1 answer closing its
+/// connection), then the listener closes, the in-flight request finishes,
+/// and the process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_reports_not_ready_serves_through_the_drain_delay_then_exits_zero() {
     let upstream = FakeUpstream::start().await;
-    let mut gate = gate_for(&upstream).await;
+    let mut opts =
+        GateOptions::new(&upstream.url(), NO_REDIS).toml("[server]\ndrain_delay_ms = 1000");
+    opts.wait_ready = false;
+    let mut gate = Gate::start(opts).await;
     let addr = gate.addr;
     let in_flight =
         tokio::spawn(
@@ -451,7 +458,20 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
             .is_empty())
         .await
     );
+    let signalled = std::time::Instant::now();
     gate.signal("TERM");
+    let mut draining = false;
+    while !draining && signalled.elapsed() < Duration::from_secs(1) {
+        draining = admin_get(gate.admin, "/readyz").await
+            == Ok((503, "not ready: shutting down\n".to_string()));
+    }
+    assert!(draining, "readiness drops at once on SIGTERM");
+    // Still serving during the delay; each answer closes its connection.
+    let fresh = send(addr, with_body(request("GET", addr, "/during-drain"), ""))
+        .await
+        .expect("served during the drain delay");
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(fresh.headers()["connection"], "close");
     let resp = in_flight
         .await
         .unwrap()
@@ -459,8 +479,24 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.body(), "slow done");
     assert_eq!(gate.wait_exit(Duration::from_secs(5)).await, Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "the delay was honoured"
+    );
     // The listener is closed after the drain.
     assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+/// SIGINT (Ctrl-C) skips the drain delay.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_skips_the_drain_delay() {
+    let upstream = FakeUpstream::start().await;
+    let mut opts =
+        GateOptions::new(&upstream.url(), NO_REDIS).toml("[server]\ndrain_delay_ms = 60000");
+    opts.wait_ready = false;
+    let mut gate = Gate::start(opts).await;
+    gate.signal("INT");
+    assert_eq!(gate.wait_exit(Duration::from_secs(5)).await, Some(0));
 }
 
 #[tokio::test]

@@ -22,6 +22,13 @@ pub(super) const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 const MAX_CONNECTIONS: usize = 10_000_000;
 /// SPEC §5: a drain deadline of 10 s, inside Kubernetes' default 30 s grace.
 pub(super) const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// After SIGTERM the gate reports not ready but keeps serving this long, so
+/// a Kubernetes Service (endpoint removal takes a few seconds to reach every
+/// node) or a load balancer polling `/readyz` stops sending first. 5 s +
+/// the 10 s grace fit Kubernetes' default 30 s termination grace period.
+pub(super) const DEFAULT_DRAIN_DELAY_MS: u64 = 5_000;
+/// A delay longer than ten minutes is a typo, not a rollout plan.
+const MAX_DRAIN_DELAY_MS: u64 = 600_000;
 /// Slowloris bound: a real client sends its request head in one round trip;
 /// ten seconds allows for the worst mobile network.
 pub(super) const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -32,6 +39,7 @@ pub(super) const KEYS: SectionKeys = SectionKeys {
         ("workers", Kind::Int),
         ("max_connections", Kind::Int),
         ("shutdown_grace_secs", Kind::Int),
+        ("drain_delay_ms", Kind::Int),
         ("header_read_timeout_ms", Kind::Int),
         ("tls_cert_file", Kind::Str),
         ("tls_key_file", Kind::Str),
@@ -45,6 +53,7 @@ pub(super) struct RawServer {
     workers: Option<usize>,
     max_connections: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    drain_delay_ms: Option<u64>,
     header_read_timeout_ms: Option<u64>,
     tls_cert_file: Option<String>,
     tls_key_file: Option<String>,
@@ -59,6 +68,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long SIGTERM waits for in-flight requests and streams.
     pub shutdown_grace: Duration,
+    /// Between SIGTERM and closing the listener: not ready, still serving,
+    /// every HTTP/1.1 answer with `Connection: close`.
+    pub drain_delay: Duration,
     /// Slowloris bound: the whole request head must arrive within this.
     pub header_read_timeout: Duration,
     pub tls: Option<TlsFiles>,
@@ -116,6 +128,7 @@ pub(super) fn validate(raw: RawServer) -> Result<ServerConfig, ConfigError> {
             raw.shutdown_grace_secs
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
         ),
+        drain_delay: Duration::from_millis(raw.drain_delay_ms.unwrap_or(DEFAULT_DRAIN_DELAY_MS)),
         header_read_timeout: Duration::from_millis(positive(
             "server.header_read_timeout_ms",
             raw.header_read_timeout_ms,
@@ -124,6 +137,12 @@ pub(super) fn validate(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         tls,
         trusted_proxies,
     };
+    if server.drain_delay > Duration::from_millis(MAX_DRAIN_DELAY_MS) {
+        return Err(ConfigError::new(
+            "server.drain_delay_ms",
+            format!("must be at most {MAX_DRAIN_DELAY_MS}"),
+        ));
+    }
     if server.max_connections > MAX_CONNECTIONS {
         return Err(ConfigError::new(
             "server.max_connections",

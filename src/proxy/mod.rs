@@ -50,6 +50,8 @@ pub struct Gate {
     /// Upgraded websocket tunnels escape hyper's graceful shutdown: tracked here.
     tunnels: TaskTracker,
     tunnel_shutdown: CancellationToken,
+    /// Set once shutdown begins ([`Gate::set_draining`]).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Cookies that carry a Rocket.Chat web session.
@@ -87,6 +89,7 @@ impl Gate {
             capturer: handlers.capturer,
             tunnels: TaskTracker::new(),
             tunnel_shutdown: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -99,6 +102,14 @@ impl Gate {
         &self.tunnels
     }
 
+    /// The gate is shutting down: from now on every HTTP/1.1 answer closes
+    /// its connection, so clients reconnect (to another replica) instead of
+    /// reusing a connection the listener is about to drop.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Ask every open tunnel to close (1001 going away).
     pub fn close_tunnels(&self) {
         self.tunnel_shutdown.cancel();
@@ -107,6 +118,7 @@ impl Gate {
     /// Answer one request. Never fails: every error becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let start = Instant::now();
+        let http1 = req.version() <= Version::HTTP_11;
         let route = route::classify(req.method(), req.uri(), req.headers());
         // Counted for every request, in order: the byte watcher flags by index.
         let ambiguous = conn.framing.next_request_is_ambiguous();
@@ -122,7 +134,7 @@ impl Gate {
         } else {
             tracing::info_span!("request", route = route.label())
         };
-        let response = match framing {
+        let mut response = match framing {
             Err(smuggling) => {
                 let _entered = span.enter();
                 tracing::info!(?smuggling, "refused ambiguous request framing");
@@ -135,6 +147,12 @@ impl Gate {
             response.status().as_u16(),
             start.elapsed().as_secs_f64(),
         );
+        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if http1 && !upgraded && self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 
