@@ -37,10 +37,15 @@ impl Bound {
 
 pub async fn bind(cfg: &Config) -> Result<Bound, ConfigError> {
     crate::tls::install_crypto_provider();
-    let tls = match &cfg.server.tls {
-        Some(files) => Some(TlsAcceptor::from(server::tls::server_config(files)?)),
-        None => None,
-    };
+    let cert = cfg
+        .server
+        .tls
+        .as_ref()
+        .map(server::tls::ListenerCert::load)
+        .transpose()?;
+    let tls = cert
+        .clone()
+        .map(|cert| TlsAcceptor::from(server::tls::server_config(cert)));
     let gate = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| ConfigError::new("listen", format!("cannot bind {}: {e}", cfg.listen)))?;
@@ -54,6 +59,7 @@ pub async fn bind(cfg: &Config) -> Result<Bound, ConfigError> {
         gate: server::Listener {
             listener: gate,
             tls,
+            cert,
         },
         admin,
     })
@@ -77,6 +83,7 @@ pub async fn run(
     let readiness = Arc::new(Readiness::default());
     let revoked = RevokedSet::new();
     let client = crate::upstream::build(&cfg.proxy, &cfg.upstream).context("upstream client")?;
+    let watched = watched_files(&cfg, &bound, &client, &store);
     let capturer = Capturer::new(&cfg, store.clone(), revoked.clone(), metrics.clone());
     let verifier = cfg
         .logout
@@ -128,6 +135,7 @@ pub async fn run(
         readiness.clone(),
         stop.clone(),
     ));
+    tokio::spawn(crate::reload::watch(watched, metrics.clone(), stop.clone()));
     tokio::spawn(drain_sequence(
         shutdown,
         readiness.clone(),
@@ -148,6 +156,52 @@ pub async fn run(
     sync_task.abort();
     tracing::info!("drained, exiting");
     Ok(())
+}
+
+/// The files re-read while running (`crate::reload`): the listener's
+/// certificate and key, `proxy.ca_file` for an https upstream, and
+/// `redis.tls_ca_file`.
+fn watched_files(
+    cfg: &Config,
+    bound: &Bound,
+    client: &crate::upstream::UpstreamClient,
+    store: &Store,
+) -> Vec<crate::reload::Watched> {
+    let mut watched = Vec::new();
+    if let Some(cert) = &bound.gate.cert {
+        let cert = cert.clone();
+        watched.push(crate::reload::Watched {
+            name: "listener",
+            files: cert.files().iter().map(|p| p.to_path_buf()).collect(),
+            reload: Box::new(move || cert.reload().map_err(|e| e.to_string())),
+        });
+    }
+    if let Some(ca) = cfg
+        .proxy
+        .ca_file
+        .clone()
+        .filter(|_| cfg.upstream.is_https())
+    {
+        let (client, proxy, upstream) = (client.clone(), cfg.proxy.clone(), cfg.upstream.clone());
+        watched.push(crate::reload::Watched {
+            name: "upstream_ca",
+            files: vec![ca],
+            reload: Box::new(move || {
+                client
+                    .reload_tls(&proxy, &upstream)
+                    .map_err(|e| e.to_string())
+            }),
+        });
+    }
+    if let Some(ca) = cfg.redis.tls_ca_file.clone() {
+        let store = store.clone();
+        watched.push(crate::reload::Watched {
+            name: "redis_ca",
+            files: vec![ca],
+            reload: Box::new(move || store.reload_tls_ca().map_err(|e| e.to_string())),
+        });
+    }
+    watched
 }
 
 /// How the gate is asked to stop: `begin` starts the graceful sequence (not

@@ -29,6 +29,7 @@ pub mod demo;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod revocation;
 pub mod route;
 pub mod server;

@@ -81,7 +81,7 @@ fn check_config(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     commands::load_key(&cfg, &ProcessEnv)?;
     if let Some(files) = &cfg.server.tls {
         sessiongate::tls::install_crypto_provider();
-        sessiongate::server::tls::server_config(files)?;
+        sessiongate::server::tls::ListenerCert::load(files)?;
     }
     Ok(())
 }

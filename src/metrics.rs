@@ -46,7 +46,7 @@ pub const SECOND_FACTOR_ENDPOINTS: [&str; 3] = [
 ];
 
 /// Route classes (`route::Route::label`), pre-registered.
-const ROUTE_LABELS: [&str; 7] = [
+const ROUTE_LABELS: [&str; 8] = [
     "other",
     "sessions_logout",
     "login",
@@ -54,7 +54,19 @@ const ROUTE_LABELS: [&str; 7] = [
     "websocket",
     "sockjs_send",
     "device_api",
+    "method_call",
 ];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileOutcome {
+    pub file: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabel {
+    pub file: &'static str,
+}
 
 /// All the gate's metrics; one instance per process, shared by `Arc`.
 pub struct Metrics {
@@ -78,6 +90,10 @@ pub struct Metrics {
     pub websockets_closed_by_revocation: Counter,
     pub revoked_requests: Family<KindLabel, Counter>,
     pub sessions_captured: Family<KindLabel, Counter>,
+    /// Certificate / CA files re-read while running (`crate::reload`).
+    pub tls_reloads: Family<FileOutcome, Counter>,
+    /// 1 while the latest reload of that file failed (the previous one is in use).
+    pub tls_reload_failing: Family<FileLabel, Gauge>,
     /// Captures lost to a Redis failure (the login was relayed anyway).
     pub capture_failures: Family<KindLabel, Counter>,
     /// Unknown-token lookups against the upstream's `/api/v1/me`, by outcome.
@@ -218,6 +234,18 @@ impl Metrics {
             "Unix time of the last full revocation sync",
             last_sync_unix.clone(),
         );
+        let tls_reloads = Family::<FileOutcome, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate and CA files re-read while running, by file and outcome (ok, error)",
+            tls_reloads.clone(),
+        );
+        let tls_reload_failing = Family::<FileLabel, Gauge>::default();
+        registry.register(
+            "tls_reload_failing",
+            "1 while the latest reload of that file failed and the previous contents stay in use",
+            tls_reload_failing.clone(),
+        );
         let ready = Gauge::default();
         registry.register(
             "ready",
@@ -257,6 +285,8 @@ impl Metrics {
             totp_remembered,
             last_sync_unix,
             ready,
+            tls_reloads,
+            tls_reload_failing,
         }
     }
 
@@ -284,6 +314,17 @@ impl Metrics {
         self.totp_remembered
             .get_or_create(&EndpointLabel { endpoint })
             .inc();
+    }
+
+    /// One reload of a watched file (`crate::reload`).
+    pub fn tls_reload(&self, file: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.tls_reloads
+            .get_or_create(&FileOutcome { file, outcome })
+            .inc();
+        self.tls_reload_failing
+            .get_or_create(&FileLabel { file })
+            .set(i64::from(!ok));
     }
 
     pub fn logout_outcome(&self, outcome: &'static str) {

@@ -85,7 +85,9 @@ pub struct UpstreamClient {
 }
 
 struct Inner {
-    connector: HttpsConnector<HttpConnector>,
+    /// Replaced when `proxy.ca_file` changes ([`UpstreamClient::reload_tls`]);
+    /// read (a clone of two `Arc`s) once per new connection only.
+    connector: std::sync::RwLock<HttpsConnector<HttpConnector>>,
     /// `scheme://authority` of the upstream: what the connector dials.
     target: Uri,
     idle: Mutex<Vec<Idle>>,
@@ -100,18 +102,7 @@ struct Idle {
 /// Build the pool. Requests must carry an origin-form URI (path and query):
 /// every connection goes to `upstream`.
 pub fn build(cfg: &ProxyConfig, upstream: &Upstream) -> Result<UpstreamClient, ClientError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cfg.connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(30)));
-
-    let tls = tls_config(cfg, upstream.is_https())?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let connector = connector(cfg, upstream)?;
     let target = Uri::builder()
         .scheme(upstream.scheme.clone())
         .authority(upstream.authority.clone())
@@ -119,7 +110,7 @@ pub fn build(cfg: &ProxyConfig, upstream: &Upstream) -> Result<UpstreamClient, C
         .build()
         .unwrap_or_default();
     let inner = Arc::new(Inner {
-        connector,
+        connector: std::sync::RwLock::new(connector),
         target,
         idle: Mutex::new(Vec::new()),
         idle_timeout: cfg.pool_idle_timeout,
@@ -131,6 +122,18 @@ pub fn build(cfg: &ProxyConfig, upstream: &Upstream) -> Result<UpstreamClient, C
 }
 
 impl UpstreamClient {
+    /// Read `proxy.ca_file` again: new connections verify the upstream with
+    /// the new roots; pooled and open ones are unaffected. On error the
+    /// previous roots stay.
+    pub fn reload_tls(&self, cfg: &ProxyConfig, upstream: &Upstream) -> Result<(), ClientError> {
+        let fresh = connector(cfg, upstream)?;
+        match self.inner.connector.write() {
+            Ok(mut current) => *current = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
     /// Send one request and return the answer head; its body streams from
     /// the connection, which returns to the pool once the body is read.
     pub async fn request(
@@ -178,7 +181,10 @@ impl UpstreamClient {
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
-        let mut connector = self.inner.connector.clone();
+        let mut connector = match self.inner.connector.read() {
+            Ok(connector) => connector.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         let io = connector
             .call(self.inner.target.clone())
             .await
@@ -319,6 +325,25 @@ impl http_body::Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// The connector for `upstream`: TCP (nodelay, keepalive, connect timeout),
+/// then rustls for an https upstream with the system roots and `proxy.ca_file`.
+fn connector(
+    cfg: &ProxyConfig,
+    upstream: &Upstream,
+) -> Result<HttpsConnector<HttpConnector>, ClientError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(cfg.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    let tls = tls_config(cfg, upstream.is_https())?;
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 fn tls_config(cfg: &ProxyConfig, https: bool) -> Result<rustls::ClientConfig, ClientError> {

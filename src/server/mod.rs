@@ -28,6 +28,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Listener {
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// The certificate behind `tls`, reloadable while running.
+    pub cert: Option<std::sync::Arc<tls::ListenerCert>>,
 }
 
 /// Accept connections until `shutdown`, then drain: in-flight requests and

@@ -227,6 +227,14 @@ impl Store {
     }
 
     /// One round trip to the store.
+    /// Read the Redis CA bundle again (see [`RedisStore::reload_tls_ca`]).
+    pub fn reload_tls_ca(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(s) => s.reload_tls_ca(),
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Redis(s) => s.ping().await,

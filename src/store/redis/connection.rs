@@ -56,7 +56,9 @@ pub(super) struct Connector {
 }
 
 struct Shared {
-    target: Target,
+    /// Replaced when the CA bundle changes ([`Connector::replace_target`]):
+    /// the next connection uses the new one, the open one is left alone.
+    target: std::sync::RwLock<Arc<Target>>,
     timeouts: Timeouts,
     link: Mutex<Link>,
     /// Serialises connection attempts: concurrent callers wait for the one in
@@ -65,6 +67,13 @@ struct Shared {
 }
 
 impl Shared {
+    fn target(&self) -> Arc<Target> {
+        match self.target.read() {
+            Ok(target) => target.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     fn link(&self) -> MutexGuard<'_, Link> {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -148,12 +157,25 @@ pub(super) enum Via {
 /// # Errors
 /// [`StoreError::Config`] when the file cannot be read.
 pub(super) fn read_ca(path: &Path) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path).map_err(|e| {
+    let pem = std::fs::read(path).map_err(|e| {
         StoreError::Config(format!(
             "cannot read redis TLS CA file {}: {e}",
             path.display()
         ))
-    })
+    })?;
+    // Checked here so a broken bundle is refused (at start, or on a reload,
+    // which then keeps the previous one), not found at the next reconnect.
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Config(format!("redis TLS CA file {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(StoreError::Config(format!(
+            "no certificate in redis TLS CA file {}",
+            path.display()
+        )));
+    }
+    Ok(pem)
 }
 
 impl Connector {
@@ -168,7 +190,7 @@ impl Connector {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             shared: Arc::new(Shared {
-                target: Target::new(topology, ca, timeouts)?,
+                target: std::sync::RwLock::new(Arc::new(Target::new(topology, ca, timeouts)?)),
                 timeouts,
                 link: Mutex::new(Link::default()),
                 connecting: tokio::sync::Mutex::new(()),
@@ -181,7 +203,21 @@ impl Connector {
     }
 
     pub(super) fn is_cluster(&self) -> bool {
-        matches!(self.shared.target, Target::Cluster { .. })
+        matches!(*self.shared.target(), Target::Cluster { .. })
+    }
+
+    /// Build the clients again (a new CA bundle); used from the next connect.
+    pub(super) fn replace_target(
+        &self,
+        topology: Topology,
+        ca: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let fresh = Arc::new(Target::new(topology, ca, self.shared.timeouts)?);
+        match self.shared.target.write() {
+            Ok(mut target) => *target = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
     }
 
     fn link(&self) -> MutexGuard<'_, Link> {
@@ -212,7 +248,8 @@ impl Connector {
             link.generation + 1
         };
         let config = self.connection_config(generation);
-        let attempt = timeout_at(deadline, self.shared.target.connect(config))
+        let target = self.shared.target();
+        let attempt = timeout_at(deadline, target.connect(config))
             .await
             .unwrap_or_else(|_| Err(RedisError::from((ErrorKind::Io, "connect timed out"))));
         let mut link = self.link();
@@ -307,7 +344,8 @@ impl Connector {
             .set_connection_timeout(Some(self.shared.timeouts.connect))
             .set_response_timeout(Some(self.shared.timeouts.command))
             .set_push_sender(pushes);
-        self.shared.target.feed_connection(config).await
+        let target = self.shared.target();
+        target.feed_connection(config).await
     }
 }
 

@@ -109,6 +109,9 @@ struct Inner {
     connector: Connector,
     keys: Keys,
     scripts: Scripts,
+    /// Kept to build the clients again when the CA bundle changes.
+    url: String,
+    tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisStore {
@@ -140,8 +143,24 @@ impl RedisStore {
                 connector,
                 keys,
                 scripts: Scripts::new(),
+                url: options.url,
+                tls_ca_file: options.tls_ca_file,
             }),
         })
+    }
+
+    /// Read `redis.tls_ca_file` again: the next (re)connect verifies Redis
+    /// with it; the open connection is left alone. On error nothing changes.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for an unreadable or empty CA file.
+    pub fn reload_tls_ca(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.inner.tls_ca_file else {
+            return Ok(());
+        };
+        let ca = read_ca(path)?;
+        let topology = Topology::parse(&self.inner.url)?;
+        self.inner.connector.replace_target(topology, Some(&ca))
     }
 
     /// The key names this store uses (tests and the CLI's export use them).
