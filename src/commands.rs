@@ -26,6 +26,7 @@ pub fn redis_options(cfg: &Config) -> RedisOptions {
         command_timeout: cfg.redis.command_timeout,
         connect_timeout: cfg.redis.connect_timeout,
         tls_ca_file: cfg.redis.tls_ca_file.clone(),
+        sentinel_auth: cfg.redis.sentinel_auth.clone(),
     }
 }
 

@@ -38,6 +38,8 @@ pub(super) const KEYS: SectionKeys = SectionKeys {
         ("command_timeout_ms", Kind::Int),
         ("connect_timeout_ms", Kind::Int),
         ("tls_ca_file", Kind::Str),
+        ("sentinel_username", Kind::Str),
+        ("sentinel_password", Kind::Str),
     ],
 };
 
@@ -49,9 +51,11 @@ pub(super) struct RawRedis {
     command_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     tls_ca_file: Option<String>,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RedisConfig {
     pub url: String,
     pub prefix: String,
@@ -60,6 +64,29 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// CA bundle (PEM) for `rediss://` servers signed by a private CA.
     pub tls_ca_file: Option<PathBuf>,
+    /// The Sentinels' own credentials (username, password), when they are
+    /// protected apart from the data nodes (whose credentials are in `url`).
+    pub sentinel_auth: Option<(Option<String>, String)>,
+}
+
+/// Hand-written: the URL and the Sentinel password are secrets.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field(
+                "sentinel_auth",
+                &self
+                    .sentinel_auth
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .finish()
+    }
 }
 
 pub(super) fn validate(raw: RawRedis) -> Result<RedisConfig, ConfigError> {
@@ -85,7 +112,19 @@ pub(super) fn validate(raw: RawRedis) -> Result<RedisConfig, ConfigError> {
             DEFAULT_CONNECT_TIMEOUT_MS,
         )?),
         tls_ca_file: raw.tls_ca_file.map(PathBuf::from),
+        sentinel_auth: match (raw.sentinel_username, raw.sentinel_password) {
+            (user, Some(password)) => Some((user, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "redis.sentinel_password",
+                    "required when redis.sentinel_username is set",
+                ));
+            }
+        },
     };
+    // With a URL that is not a Sentinel one the store refuses to open (it
+    // names the key): checked there, where the URL is parsed.
     if redis.prefix.is_empty() {
         return Err(ConfigError::new("redis.prefix", "must not be empty"));
     }

@@ -424,6 +424,12 @@ fn sentinel_client(spec: SentinelSpec, ca: Option<&[u8]>) -> Result<Target, Stor
     if let Some(password) = &spec.password {
         builder = builder.set_client_to_redis_password(password);
     }
+    if let Some((username, password)) = &spec.sentinel_auth {
+        if let Some(username) = username {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        builder = builder.set_client_to_sentinel_password(password);
+    }
     if spec.tls {
         builder = builder
             .set_client_to_redis_tls_mode(TlsMode::Secure)

@@ -50,7 +50,7 @@ pub struct RedisOptions {
     /// (`rediss+sentinel://` for TLS to sentinels and master),
     /// `redis+cluster://[user:pass@]host:port[,host:port…]` (`rediss+cluster://`).
     /// The user/password authenticate to the data nodes (ACL or `requirepass`);
-    /// Sentinels are contacted without credentials.
+    /// Sentinels use [`RedisOptions::sentinel_auth`].
     pub url: String,
     /// Prefix of every key (default `sg:`); wrapped in a hash tag in Cluster mode.
     pub prefix: String,
@@ -61,6 +61,9 @@ pub struct RedisOptions {
     /// PEM file of the CA that signs the Redis server certificates, for
     /// private CAs; `None` trusts the system roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Credentials for the Sentinels themselves (their own `requirepass` or
+    /// ACL user), when they differ from the data nodes': (username, password).
+    pub sentinel_auth: Option<(Option<String>, String)>,
 }
 
 impl Default for RedisOptions {
@@ -71,6 +74,7 @@ impl Default for RedisOptions {
             command_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             tls_ca_file: None,
+            sentinel_auth: None,
         }
     }
 }
@@ -84,6 +88,13 @@ impl fmt::Debug for RedisOptions {
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field(
+                "sentinel_auth",
+                &self
+                    .sentinel_auth
+                    .as_ref()
+                    .map(|(user, _)| (user.clone(), "***")),
+            )
             .finish()
     }
 }
@@ -112,6 +123,7 @@ struct Inner {
     /// Kept to build the clients again when the CA bundle changes.
     url: String,
     tls_ca_file: Option<std::path::PathBuf>,
+    sentinel_auth: Option<(Option<String>, String)>,
 }
 
 impl RedisStore {
@@ -124,7 +136,7 @@ impl RedisStore {
         // Both ring and aws-lc-rs are compiled in; rustls refuses to pick.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = options.tls_ca_file.as_deref().map(read_ca).transpose()?;
-        let topology = Topology::parse(&options.url)?;
+        let topology = Topology::parse(&options.url)?.with_sentinel_auth(&options.sentinel_auth)?;
         let cluster = matches!(topology, Topology::Cluster(_));
         let timeouts = Timeouts {
             command: options.command_timeout,
@@ -145,6 +157,7 @@ impl RedisStore {
                 scripts: Scripts::new(),
                 url: options.url,
                 tls_ca_file: options.tls_ca_file,
+                sentinel_auth: options.sentinel_auth,
             }),
         })
     }
@@ -159,7 +172,8 @@ impl RedisStore {
             return Ok(());
         };
         let ca = read_ca(path)?;
-        let topology = Topology::parse(&self.inner.url)?;
+        let topology =
+            Topology::parse(&self.inner.url)?.with_sentinel_auth(&self.inner.sentinel_auth)?;
         self.inner.connector.replace_target(topology, Some(&ca))
     }
 

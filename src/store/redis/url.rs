@@ -44,9 +44,12 @@ pub(super) struct SentinelSpec {
     pub sentinels: Vec<ConnectionAddr>,
     pub master: String,
     pub db: i64,
-    /// For the data nodes only: Sentinels are contacted without credentials.
+    /// For the data nodes, from the URL.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// For the Sentinels themselves (`redis.sentinel_username` /
+    /// `sentinel_password`); `None`: contacted without credentials.
+    pub sentinel_auth: Option<(Option<String>, String)>,
     /// TLS to the Sentinels and to the master.
     pub tls: bool,
 }
@@ -61,6 +64,27 @@ pub(super) struct ClusterSpec {
 }
 
 impl Topology {
+    /// Add the Sentinels' own credentials.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] when they are given for a URL that is not a
+    /// Sentinel one (they would be silently unused).
+    pub(super) fn with_sentinel_auth(
+        self,
+        auth: &Option<(Option<String>, String)>,
+    ) -> Result<Self, StoreError> {
+        match (self, auth) {
+            (topology, None) => Ok(topology),
+            (Topology::Sentinel(spec), Some(auth)) => Ok(Topology::Sentinel(SentinelSpec {
+                sentinel_auth: Some(auth.clone()),
+                ..spec
+            })),
+            (_, Some(_)) => Err(config(
+                "redis.sentinel_password is only for redis+sentinel:// urls",
+            )),
+        }
+    }
+
     /// # Errors
     /// [`StoreError::Config`] for an unknown scheme or a malformed URL. The
     /// message never contains the URL.
@@ -101,6 +125,7 @@ impl Topology {
                     db,
                     username: spec.username,
                     password: spec.password,
+                    sentinel_auth: None,
                     tls,
                 }))
             }
