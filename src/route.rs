@@ -147,18 +147,36 @@ impl Route {
 /// allocating.
 pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
     let forms = canonical_forms(uri.path());
+    let best = |best: Route, other: Route| {
+        if other.precedence() > best.precedence() {
+            other
+        } else {
+            best
+        }
+    };
     let primary = classify_canonical(&forms.primary, method, uri, headers);
-    forms
+    let route = forms
         .alternatives
         .iter()
         .map(|alt| classify_canonical(alt, method, uri, headers))
-        .fold(primary, |best, other| {
-            if other.precedence() > best.precedence() {
-                other
-            } else {
-                best
-            }
+        .fold(primary, best);
+    if route != Route::Other {
+        return route;
+    }
+    // A chat server served under a path prefix (Meteor's ROOT_URL with a
+    // path: `ROOT_URL_PATH_PREFIX=/chat` strips `/chat` before any router
+    // runs) routes `/chat/api/v1/sessions/logout` to the handler. The gate
+    // does not know the prefix, so it reads every path also without each of
+    // its leading segments: when unsure, intercept.
+    std::iter::once(forms.primary.as_ref())
+        .chain(forms.alternatives.iter().map(String::as_str))
+        .flat_map(|form| {
+            form.match_indices('/')
+                .skip(1)
+                .map(move |(at, _)| form.get(at..).unwrap_or_default())
         })
+        .map(|suffix| classify_canonical(suffix, method, uri, headers))
+        .fold(Route::Other, best)
 }
 
 /// The canonical form of a raw request path (see the module docs). Its ASCII case
@@ -1160,6 +1178,34 @@ mod tests {
         assert_eq!(post("/sockjs/123/abcd/xhr_send/extra"), Route::Other);
         assert_eq!(post("/sockjs/abcd/xhr_send"), Route::Other);
         assert_eq!(post("/sockjs/123/abcd/xhr"), Route::Other);
+    }
+
+    #[test]
+    fn paths_under_a_prefix_are_read_without_it() {
+        // Rocket.Chat behind ROOT_URL=https://host/chat serves the API under /chat.
+        assert_eq!(post("/chat/api/v1/sessions/logout"), Route::SessionsLogout);
+        assert_eq!(
+            post("/a/b/API/v1/sessions/logou%74/"),
+            Route::SessionsLogout
+        );
+        assert_eq!(post("/chat//api/v1/sessions/logout"), Route::SessionsLogout);
+        assert_eq!(post("/chat/api/v1/login"), Route::Login);
+        assert_eq!(post("/chat/sockjs/1/abc/xhr_send"), Route::SockJsSend);
+        assert_eq!(
+            post("/chat/api/v1/method.callAnon/login"),
+            Route::MethodCall
+        );
+        assert_eq!(
+            classify_str(Method::GET, "/chat/websocket"),
+            Route::Websocket { sockjs: false }
+        );
+        // Only whole leading segments go: a longer last segment is not the endpoint.
+        assert_eq!(post("/chat/api/v1/sessions/logoutx"), Route::Other);
+        assert_eq!(post("/chatapi/v1/sessions/logout"), Route::Other);
+        assert_eq!(
+            classify_str(Method::GET, "/chat/api/v1/sessions/logout"),
+            Route::Other
+        );
     }
 
     #[test]
