@@ -205,9 +205,9 @@ impl Gate {
         relay_body(response)
     }
 
-    /// `POST /api/v1/logout`: forwarded; when the upstream accepts it, the
-    /// caller's token is dead there, so the gate marks the session logged out
-    /// and refuses the token at once.
+    /// `/api/v1/logout` (POST, GET or HEAD): forwarded; when the upstream's
+    /// answer says it logged the caller out, the token is dead there, so the
+    /// gate marks the session logged out and refuses the token at once.
     async fn forward_user_logout(
         &self,
         mut req: Request<Incoming>,
