@@ -6,8 +6,8 @@ file with --upstream) answers HTTP and websockets. For SOAK_SECONDS the driver
 sends a fixed rate of mixed traffic to both gates and logs victims out through
 the real endpoint with real TOTP codes, while Redis (SIGKILL, AOF on) and the
 upstream are killed and restarted on a schedule. Checked continuously: a token
-revoked more than MARGIN seconds ago is refused (header → 401; cookie →
-stripped before the upstream). Checked at the end: no panic in either gate
+revoked more than MARGIN seconds ago never reaches the upstream (header →
+forwarded without it, so the upstream answers its own 401; cookie → stripped). Checked at the end: no panic in either gate
 log, every revoked token refused by BOTH gates, RSS flat, fds and sockets back
 to their baseline once traffic stops.
 """
@@ -38,14 +38,17 @@ MARGIN = 3.0  # seconds a revocation may take to reach the other replica (outage
 # ---------------------------------------------------------------- upstream
 
 
+UNAUTHORIZED = b'{"status":"error","message":"You must be logged in to do this."}'
+
+
 class Upstream(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
         pass
 
-    def reply(self, body):
-        self.send_response(200)
+    def reply(self, body, status=200):
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -64,6 +67,9 @@ class Upstream(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self.websocket()
+        if self.path == "/api/v1/me" and not self.headers.get("X-Auth-Token"):
+            # Rocket.Chat's own answer to an anonymous call of an authenticated route.
+            return self.reply(UNAUTHORIZED, 401)
         self.reply(self.seen())
 
     def do_POST(self):
@@ -367,7 +373,8 @@ class Soak:
                 conn = None
                 continue
             self.stats.inc(f"http_{status}")
-            if revoked and kind == 0 and status != 401:
+            # 502/504 while the upstream is being restarted: it never saw the token either.
+            if revoked and kind == 0 and (status not in (401, 502, 504) or revoked.encode() in data):
                 self.stats.violation(f"gate{gate_index}: revoked header token answered {status}")
             if revoked and kind == 1:
                 if status == 200 and revoked.encode() in data:
@@ -636,7 +643,7 @@ Traffic: {a.rate:g} HTTP requests/s (GET and POST, live tokens; revoked tokens i
 
 - panics in gate logs: **{len(panics)}**
 - revocations: **{len(self.revoked)}**; lost (not refused by both gates at the end): **{len(lost)}**
-- continuous checks: {c.get('revoked_header_checks', 0)} revoked-header requests (all must be 401),
+- continuous checks: {c.get('revoked_header_checks', 0)} revoked-header requests (all must reach the upstream without the token and get its 401),
   {c.get('revoked_cookie_checks', 0)} revoked-cookie requests (cookie must not reach the upstream);
   violations: **{len(self.stats.violations)}**
 - HTTP requests answered: {http_total}; transport errors (upstream/Redis restarts): {c.get('http_transport_errors', 0)}
@@ -661,6 +668,8 @@ Traffic: {a.rate:g} HTTP requests/s (GET and POST, live tokens; revoked tokens i
         with open(a.out, "w") as f:
             f.write(text)
         print(text)
+        # Last line, so a caller that shows only the tail still sees the verdict.
+        print(f"soak: {result}" + ("" if not failures else ": " + "; ".join(failures)))
         return 0 if not failures else 1
 
     def cleanup(self):
