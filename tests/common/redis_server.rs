@@ -291,7 +291,10 @@ impl RedisServer {
                 // not (`-LOADING`), so it says the data is really there.
                 // Any other error (NOAUTH, CLUSTERDOWN before the cluster
                 // forms, a Sentinel's unknown command) means it is up.
-                match self.try_cmd(None, &["EXISTS", "sessiongate-test-ready"]) {
+                // Redis checks AUTH before LOADING: a password-protected
+                // server says NOAUTH while it loads, so ask with the password.
+                let password = self.requirepass();
+                match self.try_cmd(password.as_deref(), &["EXISTS", "sessiongate-test-ready"]) {
                     Ok(Reply::Int(_)) => true,
                     Ok(Reply::Error(e)) => !e.starts_with("LOADING"),
                     _ => false,
@@ -305,6 +308,15 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The `--requirepass` value this server was started with, if any.
+    fn requirepass(&self) -> Option<String> {
+        let args: Vec<&String> = self.config.args.iter().chain(&self.restart_args).collect();
+        args.windows(2)
+            .rev()
+            .find(|pair| pair[0] == "--requirepass")
+            .map(|pair| pair[1].clone())
     }
 
     fn make_certificates(&self) {
