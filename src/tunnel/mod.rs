@@ -46,13 +46,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{TokenHash, hash_token};
-use crate::revocation::RevokedSet;
+use crate::revocation::{RevokedSet, TokenWatch};
 use crate::ws::ddp;
 use crate::ws::frame::{self, FrameHeader, OpCode};
 
@@ -158,15 +157,15 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
     U: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    // Subscribe before the first `contains` check, so no revocation can fall
-    // between the check and the subscription.
-    let mut events = revoked.subscribe();
+    // Every token the connection holds is watched in the set's registry
+    // (`Pump::learn`): a revocation raises this signal, and only this
+    // connection's, never a broadcast to every tunnel.
     let cookie_token = cfg.cookie_token;
     let mut pump = Pump::new(client, upstream, cfg, revoked);
+    let signal = pump.watch.signal();
     if let Some(hash) = cookie_token {
         pump.learn(hash);
     }
-    let mut events_open = true;
     let idle_timeout = pump.idle_timeout;
     loop {
         let deadline = pump.deadline();
@@ -176,7 +175,7 @@ where
         let step = tokio::select! {
             biased;
             () = shutdown.cancelled(), if !closing => Step::Shutdown,
-            event = events.recv(), if events_open && !closing => Step::Event(event),
+            () = signal.raised(), if !closing => Step::Revoked,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::Deadline,
             () = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() && !closing => Step::Idle,
             end = poll_fn(|cx| pump.poll_io(cx)) => Step::End(end),
@@ -196,18 +195,7 @@ where
                 "server shutting down",
                 TunnelEnd::Shutdown,
             ),
-            Step::Event(Ok(hash)) => {
-                if pump.tokens.contains(&hash) {
-                    pump.revoke();
-                }
-            }
-            // Missed events: ask the set itself about every token we hold.
-            Step::Event(Err(RecvError::Lagged(_))) => {
-                if pump.tokens.iter().any(|hash| pump.revoked.contains(hash)) {
-                    pump.revoke();
-                }
-            }
-            Step::Event(Err(RecvError::Closed)) => events_open = false,
+            Step::Revoked => pump.revoke(),
         }
     }
 }
@@ -217,7 +205,7 @@ enum Step {
     Deadline,
     Idle,
     Shutdown,
-    Event(Result<TokenHash, RecvError>),
+    Revoked,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -389,6 +377,8 @@ struct Pump<C, U> {
     revoked: RevokedSet,
     /// Hashes of every token this connection presented or was granted.
     tokens: Vec<TokenHash>,
+    /// Their registration in the set's registry (dropped with the pump).
+    watch: TokenWatch,
     inb: Inbound,
     outb: Outbound,
     closing: Option<Closing>,
@@ -411,6 +401,7 @@ where
             max_inspect: cfg.max_inspect_bytes,
             on_login: cfg.on_login.clone(),
             on_revoked_login: cfg.on_revoked_login.clone(),
+            watch: revoked.watch_tokens(),
             revoked,
             tokens: Vec::new(),
             inb: Inbound {
@@ -444,6 +435,9 @@ where
     fn learn(&mut self, hash: TokenHash) {
         if !self.tokens.contains(&hash) {
             self.tokens.push(hash);
+            // Registered before the check below: a revocation landing in
+            // between is seen by one or the other (see `revocation::watch`).
+            self.watch.watch(&hash);
         }
         if self.revoked.contains(&hash) {
             self.revoke();
