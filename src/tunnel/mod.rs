@@ -40,14 +40,14 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{TokenHash, hash_token};
@@ -65,7 +65,13 @@ const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
 /// Stop reading a side while this much is queued toward the other.
 const HIGH_WATER: usize = 64 * 1024;
+/// One read's bound. Reads land in a stack buffer and only the bytes read
+/// are kept, so buffers are sized to the traffic.
 const READ_CHUNK: usize = 16 * 1024;
+/// Room reserved up front for a held message, at most: the frame header
+/// only claims a length, and 10,000 tunnels each claiming 1 MiB must not
+/// cost 10 GiB before a byte of it has arrived.
+const HELD_RESERVE: usize = 16 * 1024;
 /// How long a close may take (finishing an upstream frame, flushing) before
 /// the sockets are simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
@@ -229,6 +235,20 @@ impl Sink {
     fn push(&mut self, bytes: &[u8]) {
         if !self.closing {
             self.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// Queue bytes already in a buffer of their own: taken as the queue
+    /// when it is empty, joined without a copy when they follow it in the
+    /// same allocation (consecutive `split_to`s of a read buffer).
+    fn push_owned(&mut self, bytes: BytesMut) {
+        if self.closing {
+            return;
+        }
+        if self.out.is_empty() {
+            self.out = bytes;
+        } else {
+            self.out.unsplit(bytes);
         }
     }
 
@@ -566,11 +586,31 @@ where
                 return Poll::Ready(self.end_reason());
             }
             if !progress {
+                self.shed();
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Going to sleep: free every buffer that holds nothing, so an idle
+    /// tunnel costs its sockets and its state, not its last message's room.
+    fn shed(&mut self) {
+        for buf in [
+            &mut self.inb.rbuf,
+            &mut self.inb.sink.out,
+            &mut self.inb.held_raw,
+            &mut self.outb.rbuf,
+            &mut self.outb.sink.out,
+        ] {
+            if buf.is_empty() && buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
+        }
+        if self.inb.held_text.is_empty() && self.inb.held_text.capacity() > 0 {
+            self.inb.held_text = Vec::new();
+        }
     }
 
     fn poll_read_client(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
@@ -582,8 +622,7 @@ where
         if !closing && backlog {
             return Poll::Ready(Ok(false));
         }
-        self.inb.rbuf.reserve(READ_CHUNK);
-        match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.inb.rbuf) {
+        match poll_read_kept(&mut self.client, cx, &mut self.inb.rbuf) {
             Poll::Ready(Ok(0)) => {
                 self.client_eof();
                 Poll::Ready(Ok(true))
@@ -613,8 +652,7 @@ where
         if self.closing.is_some() && self.outb.frame == OutFrame::Header {
             return Poll::Ready(Ok(false));
         }
-        self.outb.rbuf.reserve(READ_CHUNK);
-        match poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.outb.rbuf) {
+        match poll_read_kept(&mut self.upstream, cx, &mut self.outb.rbuf) {
             Poll::Ready(Ok(0)) => {
                 self.upstream_eof();
                 Poll::Ready(Ok(true))
@@ -690,7 +728,7 @@ where
                         }
                         // Control frames may come between the fragments of a held
                         // message (RFC 6455 §5.4); they go ahead of it.
-                        self.inb.sink.push(&whole);
+                        self.inb.sink.push_owned(whole);
                     } else {
                         self.start_data_frame(&header, mask);
                     }
@@ -705,12 +743,13 @@ where
                     let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
                     if take > 0 {
                         let chunk = self.inb.rbuf.split_to(take);
-                        self.inb.held_raw.extend_from_slice(&chunk);
                         let start = self.inb.held_text.len();
                         self.inb.held_text.extend_from_slice(&chunk);
                         if let Some(fresh) = self.inb.held_text.get_mut(start..) {
                             frame::apply_mask(fresh, mask, offset);
                         }
+                        // Right after the header in the same read: no copy.
+                        self.inb.held_raw.unsplit(chunk);
                         progress = true;
                     }
                     let remaining = remaining - take as u64;
@@ -749,7 +788,7 @@ where
                         if remaining == 0 && fin && self.streamed_login_refused() {
                             return true;
                         }
-                        self.inb.sink.push(&chunk);
+                        self.inb.sink.push_owned(chunk);
                         progress = true;
                     }
                     if remaining > 0 {
@@ -815,7 +854,12 @@ where
             }
         }
         if inb.holding {
-            inb.held_raw.extend_from_slice(&head);
+            // The unmasked copy is sized to the frame (bounded: the length
+            // is only a claim): one allocation, not a doubling series. The
+            // raw frame stays where it was read when it arrived in one read.
+            inb.held_text
+                .reserve((header.payload_len as usize).min(HELD_RESERVE));
+            inb.held_raw.unsplit(head);
             inb.frame = InFrame::Held {
                 remaining: header.payload_len,
                 mask,
@@ -833,7 +877,7 @@ where
             if header.fin && header.payload_len == 0 && self.streamed_login_refused() {
                 return;
             }
-            self.inb.sink.push(&head);
+            self.inb.sink.push_owned(head);
         }
     }
 
@@ -882,7 +926,7 @@ where
             self.learn(hash_token(token));
         }
         match message.rewritten {
-            None => self.inb.sink.push(&raw),
+            None => self.inb.sink.push_owned(raw),
             Some(rewritten) => {
                 tracing::info!(
                     target: "sessiongate::ws",
@@ -921,7 +965,7 @@ where
                     };
                     let outb = &mut self.outb;
                     let head = outb.rbuf.split_to(header.header_len);
-                    outb.sink.push(&head);
+                    outb.sink.push_owned(head);
                     let data = !header.opcode.is_control();
                     if data {
                         if header.opcode != OpCode::Continuation {
@@ -958,7 +1002,7 @@ where
                         if data {
                             copy_aside(&mut outb.copy, &chunk, mask, offset, max);
                         }
-                        outb.sink.push(&chunk);
+                        outb.sink.push_owned(chunk);
                         progress = true;
                     }
                     let remaining = remaining - take as u64;
@@ -1018,6 +1062,26 @@ where
             progress = true;
         }
         progress
+    }
+}
+
+/// Read what `reader` has (up to [`READ_CHUNK`]) and append it to `rbuf`.
+/// The read goes through an uninitialised stack buffer, so `rbuf` grows by
+/// the bytes read only: a 150-byte DDP message costs a 150-byte buffer.
+fn poll_read_kept<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    cx: &mut Context<'_>,
+    rbuf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut chunk);
+    match Pin::new(reader).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => {
+            rbuf.extend_from_slice(buf.filled());
+            Poll::Ready(Ok(buf.filled().len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
 
