@@ -38,11 +38,13 @@
 //! be one `impl Pump` spread over files reaching into each other's fields.
 //! The tests live in `tests.rs`.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -173,6 +175,10 @@ where
         pump.learn(hash);
     }
     let idle_timeout = pump.idle_timeout;
+    // Shutdown and revocation, polled only once they have woken the task.
+    let mut cancelled = pin!(shutdown.cancelled());
+    let mut raised = pin!(signal.raised());
+    let mut alarms = Alarms::default();
     loop {
         let deadline = pump.deadline();
         let closing = pump.closing.is_some();
@@ -180,8 +186,7 @@ where
         let idle_at = idle_timeout.map(|idle| pump.last_activity + idle);
         let step = tokio::select! {
             biased;
-            () = shutdown.cancelled(), if !closing => Step::Shutdown,
-            () = signal.raised(), if !closing => Step::Revoked,
+            step = poll_fn(|cx| alarms.poll(cx, cancelled.as_mut(), raised.as_mut())), if !closing => step,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::Deadline,
             () = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() && !closing => Step::Idle,
             end = poll_fn(|cx| pump.poll_io(cx)) => Step::End(end),
@@ -203,6 +208,70 @@ where
             ),
             Step::Revoked => pump.revoke(),
         }
+    }
+}
+
+/// The tunnel's two rare wake-up sources, shutdown and revocation. Their
+/// futures take a mutex each time they are polled (the cancellation token's
+/// is shared by every tunnel), and a `select!` polls every arm on every
+/// wake-up, that is on every message. Here they are polled with a waker of
+/// their own that raises `fired` before waking the task: after the first
+/// poll has registered them, a wake-up that is not theirs costs one atomic
+/// swap. Once either resolves the tunnel is closing and they are not polled
+/// again.
+#[derive(Default)]
+struct Alarms {
+    wake: Arc<AlarmWake>,
+    armed: bool,
+}
+
+#[derive(Default)]
+struct AlarmWake {
+    fired: AtomicBool,
+    /// The tunnel task's waker, refreshed on every poll that polls the alarms.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for AlarmWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl Alarms {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        cancelled: Pin<&mut impl Future<Output = ()>>,
+        raised: Pin<&mut impl Future<Output = ()>>,
+    ) -> Poll<Step> {
+        if self.armed && !self.wake.fired.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        {
+            let mut task = self.wake.task.lock().unwrap_or_else(|e| e.into_inner());
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        self.armed = true;
+        let waker = Waker::from(self.wake.clone());
+        let mut alarm_cx = Context::from_waker(&waker);
+        if cancelled.poll(&mut alarm_cx).is_ready() {
+            return Poll::Ready(Step::Shutdown);
+        }
+        if raised.poll(&mut alarm_cx).is_ready() {
+            return Poll::Ready(Step::Revoked);
+        }
+        Poll::Pending
     }
 }
 
