@@ -3,6 +3,8 @@
 pub mod memo;
 pub mod set;
 pub mod sync;
+pub mod watch;
 
 pub use memo::CleanMemo;
 pub use set::RevokedSet;
+pub use watch::{Signal, TokenWatch};

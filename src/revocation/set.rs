@@ -11,15 +11,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::broadcast;
-
+use super::watch::{TokenWatch, Watchers};
 use crate::auth::TokenHash;
 
 const SHARDS: usize = 16;
 
-type Key = [u8; 16];
+pub(super) type Key = [u8; 16];
 
-fn key_of(hash: &TokenHash) -> Key {
+pub(super) fn key_of(hash: &TokenHash) -> Key {
     let mut key = [0u8; 16];
     key.copy_from_slice(&hash[..16]);
     key
@@ -27,7 +26,7 @@ fn key_of(hash: &TokenHash) -> Key {
 
 /// The keys are SHA-256 output, already uniform: hashing them again is wasted work.
 #[derive(Default)]
-struct DigestHasher(u64);
+pub(super) struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -42,7 +41,9 @@ impl Hasher for DigestHasher {
     }
 }
 
-type Shard = RwLock<HashMap<Key, u32, BuildHasherDefault<DigestHasher>>>;
+pub(super) type DigestBuild = BuildHasherDefault<DigestHasher>;
+
+type Shard = RwLock<HashMap<Key, u32, DigestBuild>>;
 
 /// Cheap-to-clone handle on the shared revoked set.
 #[derive(Clone)]
@@ -58,8 +59,8 @@ struct Inner {
     /// Bumped after every new entry: a "not revoked" verdict taken at one
     /// generation holds while the generation is unchanged ([`super::CleanMemo`]).
     generation: AtomicU64,
-    /// Every newly revoked hash, so live websockets can close themselves.
-    events: broadcast::Sender<TokenHash>,
+    /// The tokens live websockets hold: a new entry wakes only its holders.
+    watchers: Watchers,
 }
 
 impl Default for RevokedSet {
@@ -70,14 +71,13 @@ impl Default for RevokedSet {
 
 impl RevokedSet {
     pub fn new() -> Self {
-        let (events, _) = broadcast::channel(4096);
         let shards = (0..SHARDS).map(|_| RwLock::default()).collect();
         Self {
             inner: Arc::new(Inner {
                 shards,
                 len: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
-                events,
+                watchers: Watchers::new(),
             }),
         }
     }
@@ -94,8 +94,8 @@ impl RevokedSet {
         shard.contains_key(&key)
     }
 
-    /// Record a revocation. Returns true when it was not known before; new
-    /// entries are announced to [`RevokedSet::subscribe`]rs.
+    /// Record a revocation. Returns true when it was not known before; a new
+    /// entry raises the signal of every [`TokenWatch`] watching it.
     pub fn insert(&self, hash: &TokenHash, expires_at_secs: u32) -> bool {
         let key = key_of(hash);
         let fresh = {
@@ -112,8 +112,7 @@ impl RevokedSet {
             // After the entry is visible: a reader that sees the new
             // generation also sees the entry.
             self.inner.generation.fetch_add(1, Ordering::Release);
-            // No receivers is fine: nobody is listening yet.
-            let _ = self.inner.events.send(*hash);
+            self.inner.watchers.wake(&key);
         }
         fresh
     }
@@ -156,9 +155,15 @@ impl RevokedSet {
         self.len() == 0
     }
 
-    /// Newly revoked hashes, as they are learned.
-    pub fn subscribe(&self) -> broadcast::Receiver<TokenHash> {
-        self.inner.events.subscribe()
+    /// A watch for one connection's tokens: [`TokenWatch::watch`] each
+    /// token, then check [`RevokedSet::contains`] for the past; the watch's
+    /// signal is raised by any later revocation of one of them.
+    pub fn watch_tokens(&self) -> TokenWatch {
+        TokenWatch::new(self.clone())
+    }
+
+    pub(super) fn watchers(&self) -> &Watchers {
+        &self.inner.watchers
     }
 }
 
@@ -168,16 +173,16 @@ mod tests {
     use crate::auth::hash_token;
 
     #[test]
-    fn inserted_hash_is_contained_and_announced_once() {
+    fn inserted_hash_is_contained_and_counted_once() {
         let set = RevokedSet::new();
-        let mut events = set.subscribe();
         let h = hash_token("t1");
         assert!(!set.contains(&h));
         assert!(set.insert(&h, 100));
+        let generation = set.generation();
         assert!(!set.insert(&h, 50));
+        assert_eq!(set.generation(), generation);
         assert!(set.contains(&h));
-        assert_eq!(events.try_recv().ok(), Some(h));
-        assert!(events.try_recv().is_err());
+        assert_eq!(set.len(), 1);
         assert!(!set.contains(&hash_token("t2")));
     }
 

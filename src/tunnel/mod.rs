@@ -38,21 +38,22 @@
 //! be one `impl Pump` spread over files reaching into each other's fields.
 //! The tests live in `tests.rs`.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-use tokio_util::io::poll_read_buf;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{TokenHash, hash_token};
-use crate::revocation::RevokedSet;
+use crate::revocation::{RevokedSet, TokenWatch};
 use crate::ws::ddp;
 use crate::ws::frame::{self, FrameHeader, OpCode};
 
@@ -66,7 +67,13 @@ const CLOSE_POLICY_VIOLATION: u16 = 1008;
 
 /// Stop reading a side while this much is queued toward the other.
 const HIGH_WATER: usize = 64 * 1024;
+/// One read's bound. Reads land in a stack buffer and only the bytes read
+/// are kept, so buffers are sized to the traffic.
 const READ_CHUNK: usize = 16 * 1024;
+/// Room reserved up front for a held message, at most: the frame header
+/// only claims a length, and 10,000 tunnels each claiming 1 MiB must not
+/// cost 10 GiB before a byte of it has arrived.
+const HELD_RESERVE: usize = 16 * 1024;
 /// How long a close may take (finishing an upstream frame, flushing) before
 /// the sockets are simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
@@ -158,16 +165,20 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
     U: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    // Subscribe before the first `contains` check, so no revocation can fall
-    // between the check and the subscription.
-    let mut events = revoked.subscribe();
+    // Every token the connection holds is watched in the set's registry
+    // (`Pump::learn`): a revocation raises this signal, and only this
+    // connection's, never a broadcast to every tunnel.
     let cookie_token = cfg.cookie_token;
     let mut pump = Pump::new(client, upstream, cfg, revoked);
+    let signal = pump.watch.signal();
     if let Some(hash) = cookie_token {
         pump.learn(hash);
     }
-    let mut events_open = true;
     let idle_timeout = pump.idle_timeout;
+    // Shutdown and revocation, polled only once they have woken the task.
+    let mut cancelled = pin!(shutdown.cancelled());
+    let mut raised = pin!(signal.raised());
+    let mut alarms = Alarms::default();
     loop {
         let deadline = pump.deadline();
         let closing = pump.closing.is_some();
@@ -175,8 +186,7 @@ where
         let idle_at = idle_timeout.map(|idle| pump.last_activity + idle);
         let step = tokio::select! {
             biased;
-            () = shutdown.cancelled(), if !closing => Step::Shutdown,
-            event = events.recv(), if events_open && !closing => Step::Event(event),
+            step = poll_fn(|cx| alarms.poll(cx, cancelled.as_mut(), raised.as_mut())), if !closing => step,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Step::Deadline,
             () = tokio::time::sleep_until(idle_at.unwrap_or_else(Instant::now)), if idle_at.is_some() && !closing => Step::Idle,
             end = poll_fn(|cx| pump.poll_io(cx)) => Step::End(end),
@@ -196,19 +206,72 @@ where
                 "server shutting down",
                 TunnelEnd::Shutdown,
             ),
-            Step::Event(Ok(hash)) => {
-                if pump.tokens.contains(&hash) {
-                    pump.revoke();
-                }
-            }
-            // Missed events: ask the set itself about every token we hold.
-            Step::Event(Err(RecvError::Lagged(_))) => {
-                if pump.tokens.iter().any(|hash| pump.revoked.contains(hash)) {
-                    pump.revoke();
-                }
-            }
-            Step::Event(Err(RecvError::Closed)) => events_open = false,
+            Step::Revoked => pump.revoke(),
         }
+    }
+}
+
+/// The tunnel's two rare wake-up sources, shutdown and revocation. Their
+/// futures take a mutex each time they are polled (the cancellation token's
+/// is shared by every tunnel), and a `select!` polls every arm on every
+/// wake-up, that is on every message. Here they are polled with a waker of
+/// their own that raises `fired` before waking the task: after the first
+/// poll has registered them, a wake-up that is not theirs costs one atomic
+/// swap. Once either resolves the tunnel is closing and they are not polled
+/// again.
+#[derive(Default)]
+struct Alarms {
+    wake: Arc<AlarmWake>,
+    armed: bool,
+}
+
+#[derive(Default)]
+struct AlarmWake {
+    fired: AtomicBool,
+    /// The tunnel task's waker, refreshed on every poll that polls the alarms.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for AlarmWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+impl Alarms {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        cancelled: Pin<&mut impl Future<Output = ()>>,
+        raised: Pin<&mut impl Future<Output = ()>>,
+    ) -> Poll<Step> {
+        if self.armed && !self.wake.fired.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        {
+            let mut task = self.wake.task.lock().unwrap_or_else(|e| e.into_inner());
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        self.armed = true;
+        let waker = Waker::from(self.wake.clone());
+        let mut alarm_cx = Context::from_waker(&waker);
+        if cancelled.poll(&mut alarm_cx).is_ready() {
+            return Poll::Ready(Step::Shutdown);
+        }
+        if raised.poll(&mut alarm_cx).is_ready() {
+            return Poll::Ready(Step::Revoked);
+        }
+        Poll::Pending
     }
 }
 
@@ -217,7 +280,7 @@ enum Step {
     Deadline,
     Idle,
     Shutdown,
-    Event(Result<TokenHash, RecvError>),
+    Revoked,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -241,6 +304,20 @@ impl Sink {
     fn push(&mut self, bytes: &[u8]) {
         if !self.closing {
             self.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// Queue bytes already in a buffer of their own: taken as the queue
+    /// when it is empty, joined without a copy when they follow it in the
+    /// same allocation (consecutive `split_to`s of a read buffer).
+    fn push_owned(&mut self, bytes: BytesMut) {
+        if self.closing {
+            return;
+        }
+        if self.out.is_empty() {
+            self.out = bytes;
+        } else {
+            self.out.unsplit(bytes);
         }
     }
 
@@ -389,6 +466,8 @@ struct Pump<C, U> {
     revoked: RevokedSet,
     /// Hashes of every token this connection presented or was granted.
     tokens: Vec<TokenHash>,
+    /// Their registration in the set's registry (dropped with the pump).
+    watch: TokenWatch,
     inb: Inbound,
     outb: Outbound,
     closing: Option<Closing>,
@@ -411,6 +490,7 @@ where
             max_inspect: cfg.max_inspect_bytes,
             on_login: cfg.on_login.clone(),
             on_revoked_login: cfg.on_revoked_login.clone(),
+            watch: revoked.watch_tokens(),
             revoked,
             tokens: Vec::new(),
             inb: Inbound {
@@ -444,6 +524,9 @@ where
     fn learn(&mut self, hash: TokenHash) {
         if !self.tokens.contains(&hash) {
             self.tokens.push(hash);
+            // Registered before the check below: a revocation landing in
+            // between is seen by one or the other (see `revocation::watch`).
+            self.watch.watch(&hash);
         }
         if self.revoked.contains(&hash) {
             self.revoke();
@@ -572,11 +655,31 @@ where
                 return Poll::Ready(self.end_reason());
             }
             if !progress {
+                self.shed();
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Going to sleep: free every buffer that holds nothing, so an idle
+    /// tunnel costs its sockets and its state, not its last message's room.
+    fn shed(&mut self) {
+        for buf in [
+            &mut self.inb.rbuf,
+            &mut self.inb.sink.out,
+            &mut self.inb.held_raw,
+            &mut self.outb.rbuf,
+            &mut self.outb.sink.out,
+        ] {
+            if buf.is_empty() && buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
+        }
+        if self.inb.held_text.is_empty() && self.inb.held_text.capacity() > 0 {
+            self.inb.held_text = Vec::new();
+        }
     }
 
     fn poll_read_client(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
@@ -588,8 +691,7 @@ where
         if !closing && backlog {
             return Poll::Ready(Ok(false));
         }
-        self.inb.rbuf.reserve(READ_CHUNK);
-        match poll_read_buf(Pin::new(&mut self.client), cx, &mut self.inb.rbuf) {
+        match poll_read_kept(&mut self.client, cx, &mut self.inb.rbuf) {
             Poll::Ready(Ok(0)) => {
                 self.client_eof();
                 Poll::Ready(Ok(true))
@@ -619,8 +721,7 @@ where
         if self.closing.is_some() && self.outb.frame == OutFrame::Header {
             return Poll::Ready(Ok(false));
         }
-        self.outb.rbuf.reserve(READ_CHUNK);
-        match poll_read_buf(Pin::new(&mut self.upstream), cx, &mut self.outb.rbuf) {
+        match poll_read_kept(&mut self.upstream, cx, &mut self.outb.rbuf) {
             Poll::Ready(Ok(0)) => {
                 self.upstream_eof();
                 Poll::Ready(Ok(true))
@@ -696,7 +797,7 @@ where
                         }
                         // Control frames may come between the fragments of a held
                         // message (RFC 6455 §5.4); they go ahead of it.
-                        self.inb.sink.push(&whole);
+                        self.inb.sink.push_owned(whole);
                     } else {
                         self.start_data_frame(&header, mask);
                     }
@@ -711,12 +812,13 @@ where
                     let take = remaining.min(self.inb.rbuf.len() as u64) as usize;
                     if take > 0 {
                         let chunk = self.inb.rbuf.split_to(take);
-                        self.inb.held_raw.extend_from_slice(&chunk);
                         let start = self.inb.held_text.len();
                         self.inb.held_text.extend_from_slice(&chunk);
                         if let Some(fresh) = self.inb.held_text.get_mut(start..) {
                             frame::apply_mask(fresh, mask, offset);
                         }
+                        // Right after the header in the same read: no copy.
+                        self.inb.held_raw.unsplit(chunk);
                         progress = true;
                     }
                     let remaining = remaining - take as u64;
@@ -755,7 +857,7 @@ where
                         if remaining == 0 && fin && self.streamed_login_refused() {
                             return true;
                         }
-                        self.inb.sink.push(&chunk);
+                        self.inb.sink.push_owned(chunk);
                         progress = true;
                     }
                     if remaining > 0 {
@@ -821,7 +923,12 @@ where
             }
         }
         if inb.holding {
-            inb.held_raw.extend_from_slice(&head);
+            // The unmasked copy is sized to the frame (bounded: the length
+            // is only a claim): one allocation, not a doubling series. The
+            // raw frame stays where it was read when it arrived in one read.
+            inb.held_text
+                .reserve((header.payload_len as usize).min(HELD_RESERVE));
+            inb.held_raw.unsplit(head);
             inb.frame = InFrame::Held {
                 remaining: header.payload_len,
                 mask,
@@ -839,7 +946,7 @@ where
             if header.fin && header.payload_len == 0 && self.streamed_login_refused() {
                 return;
             }
-            self.inb.sink.push(&head);
+            self.inb.sink.push_owned(head);
         }
     }
 
@@ -888,7 +995,7 @@ where
             self.learn(hash_token(token));
         }
         match message.rewritten {
-            None => self.inb.sink.push(&raw),
+            None => self.inb.sink.push_owned(raw),
             Some(rewritten) => {
                 tracing::info!(
                     target: "sessiongate::ws",
@@ -927,7 +1034,7 @@ where
                     };
                     let outb = &mut self.outb;
                     let head = outb.rbuf.split_to(header.header_len);
-                    outb.sink.push(&head);
+                    outb.sink.push_owned(head);
                     let data = !header.opcode.is_control();
                     if data {
                         if header.opcode != OpCode::Continuation {
@@ -964,7 +1071,7 @@ where
                         if data {
                             copy_aside(&mut outb.copy, &chunk, mask, offset, max);
                         }
-                        outb.sink.push(&chunk);
+                        outb.sink.push_owned(chunk);
                         progress = true;
                     }
                     let remaining = remaining - take as u64;
@@ -1024,6 +1131,26 @@ where
             progress = true;
         }
         progress
+    }
+}
+
+/// Read what `reader` has (up to [`READ_CHUNK`]) and append it to `rbuf`.
+/// The read goes through an uninitialised stack buffer, so `rbuf` grows by
+/// the bytes read only: a 150-byte DDP message costs a 150-byte buffer.
+fn poll_read_kept<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    cx: &mut Context<'_>,
+    rbuf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut chunk);
+    match Pin::new(reader).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => {
+            rbuf.extend_from_slice(buf.filled());
+            Poll::Ready(Ok(buf.filled().len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
 
