@@ -37,7 +37,6 @@ use sessiongate::route::{self, DeviceEndpoint, Route};
 
 use common::*;
 
-const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
 const DEFAULT_SPELLINGS: u64 = 50_000;
 /// Connections sending the routed logout spellings to the gate at once.
 const SENDERS: usize = 4;

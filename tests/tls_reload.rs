@@ -55,23 +55,8 @@ async fn connect(
     TlsStream<tokio::net::TcpStream>,
     rustls_pki_types::CertificateDer<'static>,
 ) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for pair in trusted {
-        roots.add(pair.der()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
-    let tls = connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .expect("TLS handshake");
+    let trusted: Vec<_> = trusted.iter().map(|pair| pair.der()).collect();
+    let tls = tls_connect(gate.addr, &trusted, &[]).await;
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     (tls, presented)
 }
@@ -103,24 +88,10 @@ async fn get(sender: &mut Sender, path: &str) -> u16 {
 /// The certificate new connections get, polled until it is `want` or
 /// `within` passes.
 async fn presents(gate: &Gate, trusted: &[&Pair], want: &Pair, within: Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let (_, presented) = connect(gate, trusted).await;
-        if presented == want.der() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn metric(metrics: &str, name_and_labels: &str) -> Option<String> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(name_and_labels)
-            .map(|v| v.trim().to_string())
+    eventually(within, async || {
+        connect(gate, trusted).await.1 == want.der()
     })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -153,7 +124,7 @@ async fn listener_certificate_reloads_on_sighup_and_on_change_and_keeps_the_old_
     // A broken pair (a key that does not match) is refused: B stays.
     std::fs::write(dir.path().join("key.pem"), c.cert.key_pair.serialize_pem()).unwrap();
     gate.signal("HUP");
-    let refused = eventually(Duration::from_secs(3), || {
+    let refused = eventually(Duration::from_secs(3), async || {
         gate.log()
             .contains("reload failed; keeping the previous one")
     })

@@ -3,14 +3,17 @@
 //! Everything is torn down on drop.
 #![allow(dead_code)]
 
+pub mod bodies;
 pub mod meteor;
 pub mod node;
 pub mod procfs;
 pub mod redis_server;
+pub mod tls;
 pub mod upstream;
+pub mod world;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,31 +24,62 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 #[allow(unused_imports)]
-pub use redis_server::RedisServer;
+pub use bodies::*;
+#[allow(unused_imports)]
+pub use redis_server::{RedisServer, free_port};
+#[allow(unused_imports)]
+pub use tls::{SelfSigned, tls_connect};
 #[allow(unused_imports)]
 pub use upstream::FakeUpstream;
+#[allow(unused_imports)]
+pub use world::World;
 
 /// A fixed 32-byte TOTP encryption key for tests (64 hex chars).
 pub const TEST_TOTP_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-/// Poll `cond` until it holds or `within` passes.
-pub async fn eventually<F: FnMut() -> bool>(within: Duration, mut cond: F) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
+/// Browsers as the tests log in with them.
+pub const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+pub const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36";
+
+/// The TOTP secret the tests import for their admins (base32).
+pub const SECRET_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// The current TOTP code for [`SECRET_B32`].
+pub fn code_now() -> String {
+    let secret = sessiongate::totp::decode_base32_secret(SECRET_B32).expect("valid base32");
+    sessiongate::totp::code_at(&secret, sessiongate::clock::unix_secs())
 }
 
-pub fn free_port() -> u16 {
-    // Bind port 0 and release it; the kernel does not reuse it immediately.
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Poll `cond` every 10 ms until it holds or `within` passes; whether it
+/// held. The one way the tests wait for something to happen.
+pub async fn eventually(within: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of the sample `name_and_labels` (e.g. `name{label="x"}`) in a
+/// Prometheus text exposition.
+pub fn metric(metrics: &str, name_and_labels: &str) -> Option<String> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// `sessiongate_totp_remembered_total{endpoint=…}`.
+pub fn remembered(metrics: &str, endpoint: &str) -> u64 {
+    let sample = format!("sessiongate_totp_remembered_total{{endpoint=\"{endpoint}\"}} ");
+    metric(metrics, &sample)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in {metrics}"))
 }
 
 fn local_free_addr() -> SocketAddr {
