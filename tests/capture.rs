@@ -4,7 +4,7 @@
 //! redis-server, real binary, fake upstream; no session is ever imported
 //! with the CLI here.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

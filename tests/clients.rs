@@ -4,7 +4,7 @@
 //! client uses) over its websocket and xhr-polling transports. Each logs in
 //! with a revoked resume token, then with a live one on the same connection.
 
-mod common;
+use crate::common;
 
 use common::*;
 

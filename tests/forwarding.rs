@@ -1,7 +1,7 @@
 //! Transparency: everything that is not intercepted reaches the chat server
 //! exactly as the client sent it, and the answer comes back unchanged.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

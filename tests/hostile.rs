@@ -2,7 +2,7 @@
 //! each case with its documented answer, and each asserting what reached the
 //! fake upstream (usually: nothing). Every case runs in about a second.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! against a real redis-server, set up through the real CLI. The fake
 //! upstream must never see a logout request.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

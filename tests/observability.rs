@@ -6,7 +6,7 @@
 //! (`promtool check rules` / `test rules` check the PromQL itself:
 //! scripts/validate-deploy.)
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Revocation is enforced by every replica, on every request, and survives
 //! Redis faults and gate restarts.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

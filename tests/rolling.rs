@@ -9,7 +9,7 @@
 //! front has stopped sending long before the listener closes. The front does
 //! not retry a failed request: every failure counts.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -18,7 +18,7 @@
 //! `node` the test prints why and passes, unless `SESSIONGATE_REQUIRE_NODE` is set
 //! (CI sets it). Counts are printed; see them with `-- --nocapture`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,7 +4,7 @@
 //! Tests in `on_both_backends!` run the same body on both; the rest need
 //! Redis itself (restarts, outages, topologies).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! new certificate, open ones keep working, and a broken new pair is refused
 //! with one log line and a metric while the previous pair stays in use.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
