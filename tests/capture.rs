@@ -1,8 +1,8 @@
 //! Sessions learned from passing traffic (SPEC §2): login capture, user
 //! logout, unknown tokens verified with the upstream, and the
 //! device-management endpoints the gate answers from what it learned. Real
-//! redis-server, real binary, fake upstream; no session is ever imported
-//! with the CLI here.
+//! redis-server, an in-process gate, fake upstream; no session is ever
+//! imported with the CLI here.
 
 use crate::common;
 

@@ -256,7 +256,10 @@ async fn request_trailers_reach_the_upstream() {
 #[tokio::test]
 async fn hundred_megabyte_upload_streams_with_flat_memory() {
     let upstream = FakeUpstream::start().await;
-    let gate = gate_for(&upstream).await;
+    // The gate's own process, whose memory is measured.
+    let mut opts = GateOptions::new(&upstream.url(), NO_REDIS).binary();
+    opts.wait_ready = false;
+    let gate = Gate::start(opts).await;
     const CHUNK: usize = 256 * 1024;
     const CHUNKS: usize = 400; // 100 MiB
     let chunk = Bytes::from(vec![0x5au8; CHUNK]);
@@ -412,8 +415,9 @@ async fn tls_listener_serves_http1_and_h2_with_a_self_signed_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_reports_not_ready_serves_through_the_drain_delay_then_exits_zero() {
     let upstream = FakeUpstream::start().await;
-    let mut opts =
-        GateOptions::new(&upstream.url(), NO_REDIS).toml("[server]\ndrain_delay_ms = 1000");
+    let mut opts = GateOptions::new(&upstream.url(), NO_REDIS)
+        .toml("[server]\ndrain_delay_ms = 1000")
+        .binary();
     opts.wait_ready = false;
     let mut gate = Gate::start(opts).await;
     let addr = gate.addr;
@@ -460,8 +464,9 @@ async fn sigterm_reports_not_ready_serves_through_the_drain_delay_then_exits_zer
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_skips_the_drain_delay() {
     let upstream = FakeUpstream::start().await;
-    let mut opts =
-        GateOptions::new(&upstream.url(), NO_REDIS).toml("[server]\ndrain_delay_ms = 60000");
+    let mut opts = GateOptions::new(&upstream.url(), NO_REDIS)
+        .toml("[server]\ndrain_delay_ms = 60000")
+        .binary();
     opts.wait_ready = false;
     let mut gate = Gate::start(opts).await;
     gate.signal("INT");

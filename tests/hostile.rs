@@ -31,7 +31,7 @@ fn upstream_saw(world: &World, needle: &str) -> usize {
 
 #[tokio::test]
 async fn content_length_with_transfer_encoding_is_refused_and_closed() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
         b"POST /smuggle-clte HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -48,7 +48,7 @@ async fn content_length_with_transfer_encoding_is_refused_and_closed() {
 /// 400 and a close, before the gate's service runs.
 #[tokio::test]
 async fn unframeable_transfer_encodings_are_refused_by_the_parser() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     for te in ["chunked, identity", "xchunked", "identity", "chunked\x0b"] {
         let request = format!(
             "POST /smuggle-te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -63,7 +63,7 @@ async fn unframeable_transfer_encodings_are_refused_by_the_parser() {
 
 #[tokio::test]
 async fn obs_fold_continuation_is_refused() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
         b"GET /folded HTTP/1.1\r\nHost: x\r\nX-Auth-Token: a\r\n b\r\n\r\n",
@@ -80,7 +80,7 @@ async fn obs_fold_continuation_is_refused() {
 /// upstream, so both hops frame it identically. The logout path is still caught.
 #[tokio::test]
 async fn bare_lf_line_endings_are_read_consistently() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let answer = raw_exchange(
         w.gate.addr,
         b"GET /bare-lf HTTP/1.1\nHost: x\n\nPOST /api/v1/sessions/logout HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
@@ -96,7 +96,7 @@ async fn bare_lf_line_endings_are_read_consistently() {
 
 #[tokio::test]
 async fn nul_bytes_in_head_are_refused() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     for request in [
         &b"GET /nul-header HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"[..],
         &b"GET /nul-path\0x HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -115,7 +115,7 @@ async fn nul_bytes_in_head_are_refused() {
 // Multi-threaded: the revocation probe blocks while the upstream answers it.
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_headers_are_resolved_safely() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     w.revoke_test_token().await;
 
     let answer = raw_exchange(
@@ -152,7 +152,7 @@ async fn duplicate_headers_are_resolved_safely() {
 // Multi-threaded: the revocation probe blocks while the upstream answers it.
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_cookie_in_any_spelling_is_stripped() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     w.revoke_test_token().await;
     let encoded = REVOKED_TOKEN.replace('-', "%2D");
     let spellings: [Vec<u8>; 4] = [
@@ -198,7 +198,7 @@ async fn revoked_cookie_in_any_spelling_is_stripped() {
 /// The path spellings fuzz/route found, end to end: each is answered by the gate.
 #[tokio::test]
 async fn route_spellings_found_by_fuzzing_are_intercepted() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     for path in [
         "/x%3F/../api/v1/sessions/logout",
         "/api/v1/sessions/logout;%2F..",
@@ -264,7 +264,7 @@ impl World {
 
 #[tokio::test]
 async fn oversized_head_gets_431_and_close() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let big = "a".repeat(1024 * 1024);
     let request = format!("GET /huge-header HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let (answer, closed) =
@@ -279,7 +279,7 @@ async fn oversized_head_gets_431_and_close() {
 
 #[tokio::test]
 async fn too_many_headers_get_431_and_close() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let mut request = String::from("GET /many-headers HTTP/1.1\r\nHost: x\r\n");
     for i in 0..250 {
         request.push_str(&format!("X-H{i}: v\r\n"));
@@ -299,7 +299,7 @@ async fn too_many_headers_get_431_and_close() {
 /// unreadable (check 3), the caller unauthenticated (check 1 answers first).
 #[tokio::test]
 async fn invalid_chunk_sizes_on_the_logout_path_are_answered_by_the_gate() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     for chunk in ["zz", "-1", "fffffffffffffffff1", "1 1"] {
         let request = format!(
             "POST /api/v1/sessions/logout HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}\r\nhello\r\n0\r\n\r\n"
@@ -323,7 +323,7 @@ async fn invalid_chunk_sizes_on_the_logout_path_are_answered_by_the_gate() {
 /// follows on the client connection is forwarded.
 #[tokio::test]
 async fn invalid_chunk_sizes_on_forwarded_requests_abort_the_upstream_request() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
         b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nGET /after-bad-chunk HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -339,7 +339,7 @@ async fn invalid_chunk_sizes_on_forwarded_requests_abort_the_upstream_request() 
 
 #[tokio::test]
 async fn pipelined_request_after_an_intercepted_logout_is_answered_not_smuggled() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let hidden = "GET /hidden-in-body HTTP/1.1\r\nHost: x\r\n\r\n";
     let request = format!(
         "POST /api/v1/sessions/logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{hidden}GET /after-logout HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -363,7 +363,7 @@ async fn pipelined_request_after_an_intercepted_logout_is_answered_not_smuggled(
 
 #[tokio::test]
 async fn slowloris_head_is_closed_after_header_read_timeout() {
-    let w = World::start("[server]\nheader_read_timeout_ms = 500").await;
+    let w = World::binary("[server]\nheader_read_timeout_ms = 500").await;
     let started = Instant::now();
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
@@ -383,7 +383,7 @@ async fn slowloris_head_is_closed_after_header_read_timeout() {
 /// timeout: 504, connection closed.
 #[tokio::test]
 async fn slow_forwarded_body_times_out_with_504() {
-    let w = World::start("[proxy]\nresponse_timeout_ms = 700").await;
+    let w = World::binary("[proxy]\nresponse_timeout_ms = 700").await;
     let started = Instant::now();
     let (answer, _) = raw_exchange_closed(
         w.gate.addr,
@@ -400,7 +400,7 @@ async fn slow_forwarded_body_times_out_with_504() {
 /// the body counts as unreadable, the checks answer, the connection closes.
 #[tokio::test]
 async fn slow_logout_body_is_bounded_by_header_read_timeout() {
-    let w = World::start("[server]\nheader_read_timeout_ms = 500").await;
+    let w = World::binary("[server]\nheader_read_timeout_ms = 500").await;
     let started = Instant::now();
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
@@ -419,7 +419,7 @@ async fn slow_logout_body_is_bounded_by_header_read_timeout() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_get_503_and_the_gate_recovers() {
-    let w = World::start("[server]\nmax_connections = 20").await;
+    let w = World::binary("[server]\nmax_connections = 20").await;
     let held: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(w.gate.addr).expect("connect"))
         .collect();
@@ -581,7 +581,7 @@ mod h2raw {
 /// reset are bounded by the reset limit.
 #[tokio::test]
 async fn h2_rapid_reset_is_cut_off_with_goaway() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let addr = w.gate.addr;
     let (frames, closed) = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -627,7 +627,7 @@ async fn h2_rapid_reset_is_cut_off_with_goaway() {
 /// streams are refused with RST_STREAM REFUSED_STREAM (0x7), never forwarded.
 #[tokio::test]
 async fn h2_streams_beyond_the_concurrency_limit_are_refused() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let addr = w.gate.addr;
     let frames = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -672,7 +672,7 @@ async fn h2_streams_beyond_the_concurrency_limit_are_refused() {
 /// service sees it; the connection stays usable.
 #[tokio::test]
 async fn h2_oversized_header_list_is_refused() {
-    let w = World::start("").await;
+    let w = World::binary("").await;
     let addr = w.gate.addr;
     let (frames, _) = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -720,7 +720,7 @@ async fn content_length_with_transfer_encoding_over_tls_is_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let cert = SelfSigned::localhost();
-    let w = World::start(&cert.server_toml()).await;
+    let w = World::binary(&cert.server_toml()).await;
     let mut tls = tls_connect(w.gate.addr, &[cert.der()], &[b"http/1.1"]).await;
     tls.write_all(b"POST /tls-smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /tls-smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

@@ -17,7 +17,11 @@ const VICTIM_TOKEN: &str = "victim-token-1";
 
 /// A gate on a private Redis, with an admin (TOTP), a plain user and a victim session.
 async fn world_with(extra: &str) -> World {
-    let w = World::start(extra).await;
+    with_users(World::start(extra).await)
+}
+
+/// The admin, the plain user and the victim session, set up with the CLI.
+fn with_users(w: World) -> World {
     let gate = &w.gate;
     cli_ok(
         gate,
@@ -657,7 +661,8 @@ async fn redis_down_answers_503_never_401_and_forwarding_goes_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_log_records_attempts_without_tokens_or_codes() {
-    let w = world().await;
+    // The binary's own log output.
+    let w = with_users(World::binary("").await);
     let code = code_now();
     let (status, _, _) = Call::admin(VICTIM_SESSION)
         .code(code.clone())
@@ -691,7 +696,8 @@ async fn audit_log_records_attempts_without_tokens_or_codes() {
 /// fields (peer, tls, route) without each line adding them by hand.
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_line_names_the_forwarded_client_and_the_spans_name_peer_and_route() {
-    let w = world_with(BEHIND_PROXY).await;
+    // The binary's own log output.
+    let w = with_users(World::binary(BEHIND_PROXY).await);
     let (status, _, _) = Call::admin(VICTIM_SESSION)
         .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
         .send(&w.gate)

@@ -248,6 +248,7 @@ async fn rolling_restart_of_two_gates_fails_no_request() {
     let options = || {
         GateOptions::new(&upstream.url(), &redis.url())
             .toml("[server]\ndrain_delay_ms = 1500\nshutdown_grace_secs = 5")
+            .binary()
     };
     let mut a = Gate::start(options()).await;
     let mut b = Gate::start(options()).await;

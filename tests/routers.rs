@@ -343,7 +343,9 @@ async fn every_spelling_the_real_routers_route_is_classified_and_logout_is_answe
     let redis = RedisServer::start();
     let upstream = FakeUpstream::start().await;
     let gate = Gate::start(
-        GateOptions::new(&upstream.url(), &redis.url()).toml("[logout]\ndeny_delay_ms = 0"),
+        GateOptions::new(&upstream.url(), &redis.url())
+            .toml("[logout]\ndeny_delay_ms = 0")
+            .binary(),
     )
     .await;
     let started = Instant::now();

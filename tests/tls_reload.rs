@@ -106,7 +106,7 @@ async fn listener_certificate_reloads_on_sighup_and_on_change_and_keeps_the_old_
         dir.path().join("key.pem").display()
     ));
     opts.wait_ready = false;
-    let gate = Gate::start(opts).await;
+    let gate = Gate::start(opts.binary()).await;
     let all = [&a, &b, &c];
 
     let (tls, presented) = connect(&gate, &all).await;
@@ -229,7 +229,7 @@ async fn upstream_ca_bundle_reloads_without_a_restart() {
         ca_path.display()
     ));
     opts.wait_ready = false;
-    let gate = Gate::start(opts).await;
+    let gate = Gate::start(opts.binary()).await;
     let status = async || {
         tokio::time::sleep(Duration::from_millis(200)).await;
         send(gate.addr, with_body(request("GET", gate.addr, "/ca"), ""))

@@ -1,9 +1,11 @@
-//! Shared test harness: a real in-process fake upstream, the real `sessiongate`
-//! binary on free ports, a private `redis-server`, and small HTTP clients.
-//! Everything is torn down on drop.
+//! Shared test harness: a real in-process fake upstream, gates (the library in
+//! this process on ports the OS picks, or the real `sessiongate` binary where
+//! the process is what is tested), a private `redis-server`, the real CLI, and
+//! small HTTP clients. Everything is torn down on drop.
 #![allow(dead_code)]
 
 pub mod bodies;
+pub mod in_process;
 pub mod meteor;
 pub mod node;
 pub mod procfs;
@@ -90,7 +92,7 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sessiongate"))
 }
 
-/// Options for a gate process.
+/// Options for a gate.
 #[derive(Clone)]
 pub struct GateOptions {
     pub upstream: String,
@@ -100,6 +102,9 @@ pub struct GateOptions {
     pub env: Vec<(String, String)>,
     /// Wait for /readyz (true) or only /healthz.
     pub wait_ready: bool,
+    /// Run the real binary (for signals, exit codes, its own log output);
+    /// otherwise the library serves in this process, on ports the OS picks.
+    pub binary: bool,
 }
 
 impl GateOptions {
@@ -110,7 +115,15 @@ impl GateOptions {
             extra_toml: String::new(),
             env: Vec::new(),
             wait_ready: true,
+            binary: false,
         }
+    }
+
+    /// The real `sessiongate serve` process: for tests of what only a process
+    /// has (signals, exit codes, its log output).
+    pub fn binary(mut self) -> Self {
+        self.binary = true;
+        self
     }
 
     pub fn toml(mut self, extra: &str) -> Self {
@@ -120,9 +133,13 @@ impl GateOptions {
     }
 }
 
-/// A running `sessiongate serve` process.
+/// A running gate: a `sessiongate serve` process, or the library in this
+/// process (see [`GateOptions::binary`]).
 pub struct Gate {
     child: Option<Child>,
+    in_process: Option<in_process::InProcess>,
+    /// Started once: a restart binds the same ports again.
+    started: bool,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -132,13 +149,20 @@ pub struct Gate {
 impl Gate {
     pub async fn start(opts: GateOptions) -> Gate {
         let dir = tempfile::tempdir().expect("tempdir");
+        let binary = opts.binary;
         let mut gate = Gate {
             child: None,
+            in_process: None,
+            started: false,
             addr: local_free_addr(),
             admin: local_free_addr(),
             dir,
             opts,
         };
+        if !binary {
+            gate.spawn().await;
+            return gate;
+        }
         // A port released by free_port can be taken again (by another test's
         // process, or as some connection's source port) before the gate binds
         // it: pick fresh ports and try again.
@@ -184,7 +208,7 @@ impl Gate {
         }
     }
 
-    /// Start the process and wait until it answers; `Err(log)` if it exited.
+    /// Start the gate and wait until it answers; `Err(log)` if it exited.
     async fn try_spawn(&mut self) -> Result<(), String> {
         self.write_config();
         let log = std::fs::OpenOptions::new()
@@ -192,6 +216,31 @@ impl Gate {
             .append(true)
             .open(self.log_path())
             .expect("log file");
+        if !self.opts.binary {
+            let mut env: std::collections::BTreeMap<String, String> = [(
+                "SESSIONGATE_TOTP_KEY".to_string(),
+                TEST_TOTP_KEY.to_string(),
+            )]
+            .into();
+            env.extend(self.opts.env.iter().cloned());
+            // The first start binds ports the OS picks (no races with other
+            // tests); a restart binds the same ones again.
+            let any_ports = !self.started;
+            let (running, addr, admin) =
+                in_process::InProcess::start(&self.config_path(), env, log, any_ports)
+                    .map_err(|e| format!("{e}: {}", self.log()))?;
+            self.started = true;
+            self.in_process = Some(running);
+            // The ports it got, so that a restart binds them again.
+            (self.addr, self.admin) = (addr, admin);
+            self.write_config();
+        } else {
+            self.spawn_binary(log);
+        }
+        self.wait_answering().await
+    }
+
+    fn spawn_binary(&mut self, log: std::fs::File) {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--config")
@@ -205,6 +254,9 @@ impl Gate {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("spawn sessiongate"));
+    }
+
+    async fn wait_answering(&mut self) -> Result<(), String> {
         let path = if self.opts.wait_ready {
             "/readyz"
         } else {
@@ -222,6 +274,9 @@ impl Gate {
             {
                 return Err(format!("exit {status}: {}", self.log()));
             }
+            if self.in_process.as_ref().is_some_and(|g| g.exited()) {
+                return Err(format!("stopped: {}", self.log()));
+            }
             assert!(
                 Instant::now() < deadline,
                 "gate not {path} in time: {}",
@@ -232,7 +287,11 @@ impl Gate {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        assert!(self.opts.binary, "only a binary gate has a pid");
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("a running process")
     }
 
     /// Send a signal (e.g. "TERM").
@@ -245,6 +304,7 @@ impl Gate {
 
     /// Wait for exit; returns the exit code.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        assert!(self.opts.binary, "only a binary gate exits");
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self
@@ -266,6 +326,9 @@ impl Gate {
     }
 
     pub fn kill(&mut self) {
+        if let Some(running) = self.in_process.take() {
+            running.stop();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -309,6 +372,8 @@ pub fn cli_ok(gate: &Gate, args: &[&str]) -> String {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        // An in-process gate is told to stop, not waited for.
+        drop(self.in_process.take());
         self.kill();
     }
 }

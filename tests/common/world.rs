@@ -10,18 +10,28 @@ pub struct World {
 }
 
 impl World {
-    /// A gate with no logout deny delay; `logout` lines go under `[logout]`
-    /// and may be followed by whole sections.
+    /// An in-process gate with no logout deny delay; `logout` lines go under
+    /// `[logout]` and may be followed by whole sections.
     pub async fn start(logout: &str) -> World {
-        World::start_with_env(logout, &[]).await
+        World::launch(logout, &[], false).await
     }
 
     /// [`World::start`] with extra environment variables for the gate.
     pub async fn start_with_env(logout: &str, env: &[(&str, &str)]) -> World {
+        World::launch(logout, env, false).await
+    }
+
+    /// [`World::start`] with the real binary (see [`GateOptions::binary`]).
+    pub async fn binary(logout: &str) -> World {
+        World::launch(logout, &[], true).await
+    }
+
+    async fn launch(logout: &str, env: &[(&str, &str)], binary: bool) -> World {
         let redis = RedisServer::start();
         let upstream = FakeUpstream::start().await;
         let mut opts = GateOptions::new(&upstream.url(), &redis.url())
             .toml(&format!("[logout]\ndeny_delay_ms = 0\n{logout}"));
+        opts.binary = binary;
         opts.env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
