@@ -30,13 +30,7 @@ async fn real_ddp_clients_see_the_servers_error_then_log_in_again_on_the_same_so
     upstream.hold_ddp_token("u1", dead);
     upstream.hold_ddp_token("u1", live);
     cli_ok(&gate, &["session", "revoke", dead_id.trim()]);
-    let synced = eventually(std::time::Duration::from_secs(5), async || {
-        gate.metrics()
-            .await
-            .contains("sessiongate_revoked_tokens 1")
-    })
-    .await;
-    assert!(synced, "the gate never learned the revocation");
+    gate.wait_revoked_tokens(1).await;
 
     let out = tokio::process::Command::new("node")
         .arg("ddp_clients.js")

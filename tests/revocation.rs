@@ -249,6 +249,8 @@ async fn revoked_query_token_is_removed_and_the_rest_of_the_query_kept() {
     let id = add_session(&gate, "u1", "query-dead-token");
     add_session(&gate, "u1", "query-live-token");
     cli_ok(&gate, &["session", "revoke", &id]);
+    // Before it knows, the probe below would carry the token to the server.
+    gate.wait_revoked_tokens(1).await;
     assert!(
         refused_within(&gate, "query-dead-token", Duration::from_secs(5))
             .await
@@ -567,6 +569,8 @@ async fn revoked_resume_login_is_answered_by_the_server_and_completes() {
     upstream.hold_ddp_token("u1", "dead-resume-token");
     upstream.hold_ddp_token("u1", "fresh-resume-token");
     cli_ok(&gate, &["session", "revoke", &id]);
+    // Before it knows, the probe below would carry the token to the server.
+    gate.wait_revoked_tokens(1).await;
     assert!(
         refused_within(&gate, "dead-resume-token", Duration::from_secs(5))
             .await
@@ -698,6 +702,8 @@ async fn rest_login_resuming_a_revoked_token_reaches_the_server_as_a_decoy() {
     let gate = Gate::start(GateOptions::new(&upstream.url(), &redis.url())).await;
     let id = add_session(&gate, "u1", "rest-dead-token");
     cli_ok(&gate, &["session", "revoke", &id]);
+    // Before it knows, the probe below would carry the token to the server.
+    gate.wait_revoked_tokens(1).await;
     assert!(
         refused_within(&gate, "rest-dead-token", Duration::from_secs(5))
             .await

@@ -339,6 +339,21 @@ impl Gate {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Wait until the gate's revoked set holds `n` tokens (its gauge): from
+    /// then on a request with a revoked token reaches the upstream without it.
+    pub async fn wait_revoked_tokens(&self, n: usize) {
+        let sample = format!("sessiongate_revoked_tokens {n}");
+        let known = eventually(Duration::from_secs(5), async || {
+            self.metrics().await.lines().any(|l| l == sample)
+        })
+        .await;
+        assert!(
+            known,
+            "the gate never learned the revocation: {}",
+            self.log()
+        );
+    }
+
     pub async fn metrics(&self) -> String {
         admin_get(self.admin, "/metrics")
             .await
