@@ -165,6 +165,12 @@ impl<'a> Call<'a> {
     }
 }
 
+/// The victim's session was not revoked.
+fn assert_victim_still_active(gate: &Gate) {
+    let out = cli_ok(gate, &["session", "show", VICTIM_SESSION]);
+    assert!(out.contains(r#""active":true"#), "{out}");
+}
+
 fn assert_api_headers(headers: &http::HeaderMap) {
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["cache-control"], "no-store");
@@ -398,9 +404,7 @@ async fn sixth_attempt_after_five_totp_failures_is_429_even_with_a_correct_code(
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
     assert!(body.contains("[error-too-many-requests]"));
-    // The session was not revoked.
-    let out = cli_ok(&w.gate, &["session", "show", VICTIM_SESSION]);
-    assert!(out.contains(r#""active":true"#), "{out}");
+    assert_victim_still_active(&w.gate);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -669,14 +673,7 @@ async fn audit_log_records_attempts_without_tokens_or_codes() {
         .send(&w.gate)
         .await;
     assert_eq!(status, 200);
-    assert!(
-        eventually(Duration::from_secs(2), async || w
-            .gate
-            .log()
-            .contains("sessions.logout"))
-        .await
-    );
-    let log = w.gate.log();
+    let log = audit_log(&w.gate).await;
     assert!(log.contains(VICTIM_SESSION), "{log}");
     assert!(log.contains("success"));
     for secret in [
@@ -688,6 +685,17 @@ async fn audit_log_records_attempts_without_tokens_or_codes() {
     ] {
         assert!(!log.contains(secret), "log leaks {secret}: {log}");
     }
+}
+
+/// The gate's log once it holds a `sessions.logout` audit line.
+async fn audit_log(gate: &Gate) -> String {
+    assert!(
+        eventually(Duration::from_secs(2), async || gate
+            .log()
+            .contains("sessions.logout"))
+        .await
+    );
+    gate.log()
 }
 
 /// Every audit line names the client the way the rest of the gate does
@@ -703,14 +711,7 @@ async fn audit_line_names_the_forwarded_client_and_the_spans_name_peer_and_route
         .send(&w.gate)
         .await;
     assert_eq!(status, 400, "no code: totp-required");
-    assert!(
-        eventually(Duration::from_secs(2), async || w
-            .gate
-            .log()
-            .contains("sessions.logout"))
-        .await
-    );
-    let log = w.gate.log();
+    let log = audit_log(&w.gate).await;
     let line = log
         .lines()
         .find(|l| l.contains("sessions.logout"))
@@ -948,8 +949,7 @@ async fn totp_lockout_answers_429_inside_the_window() {
         .await;
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
-    let out = cli_ok(&w.gate, &["session", "show", VICTIM_SESSION]);
-    assert!(out.contains(r#""active":true"#), "{out}");
+    assert_victim_still_active(&w.gate);
 }
 
 #[tokio::test(flavor = "multi_thread")]
