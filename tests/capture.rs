@@ -1,10 +1,10 @@
 //! Sessions learned from passing traffic (SPEC §2): login capture, user
 //! logout, unknown tokens verified with the upstream, and the
 //! device-management endpoints the gate answers from what it learned. Real
-//! redis-server, real binary, fake upstream; no session is ever imported
-//! with the CLI here.
+//! redis-server, an in-process gate, fake upstream; no session is ever
+//! imported with the CLI here.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -14,23 +14,11 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use sessiongate::totp;
 
-const SECRET_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
-const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36";
 const MOBILE: &str = "RC Mobile; ios 17.1; v4.46.0 (12345)";
 const FIREFOX_DEVICE: &str = r#"{"type":"browser","name":"Firefox","longVersion":"121.0","os":{"name":"Linux","version":""},"version":"121.0"}"#;
 const CHROME_DEVICE: &str = r#"{"type":"browser","name":"Chrome","longVersion":"120.0.6099.71","os":{"name":"Windows","version":""},"version":"120.0.6099"}"#;
 const MOBILE_DEVICE: &str = r#"{"type":"mobile-app","name":"Rocket.Chat","longVersion":"4.46.0","os":{"name":"ios","version":"17.1"},"version":"4.46.0"}"#;
-
-const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
-use common::upstream::UPSTREAM_UNAUTHORIZED;
-const FORBIDDEN: &str = r#"{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}"#;
-const NOT_CONFIGURED: &str = r#"{"success":false,"error":"Two-factor authentication is not configured for this user [totp-not-configured]","errorType":"totp-not-configured"}"#;
-const TOTP_REQUIRED: &str = r#"{"success":false,"error":"TOTP Required [totp-required]","errorType":"totp-required","details":{"method":"totp","codeGenerated":false,"availableMethods":["totp"]}}"#;
-const TOTP_INVALID: &str = r#"{"success":false,"error":"TOTP Invalid [totp-invalid]","errorType":"totp-invalid","details":{"method":"totp","codeGenerated":false}}"#;
-const NOT_FOUND: &str = r#"{"success":false,"error":"Session not found"}"#;
 
 /// Sessions as the CLI reports them (newest first).
 fn sessions(gate: &Gate, user: &str) -> Vec<Value> {
@@ -64,34 +52,14 @@ fn make_admin(gate: &Gate, user: &str, username: &str) -> Vec<String> {
         .collect()
 }
 
-fn code_now() -> String {
-    let secret = totp::decode_base32_secret(SECRET_B32).unwrap();
-    totp::code_at(&secret, sessiongate::clock::unix_secs())
-}
-
-struct World {
-    redis: RedisServer,
-    upstream: FakeUpstream,
-    gate: Gate,
-}
-
-/// `logout` lines go under `[logout]`; `sections` are whole extra sections.
+/// No rate limit; `logout` lines go under `[logout]`; `sections` are whole
+/// extra sections.
 async fn world_with(logout: &str, sections: &str, env: &[(&str, &str)]) -> World {
-    let redis = RedisServer::start();
-    let upstream = FakeUpstream::start().await;
-    let mut opts = GateOptions::new(&upstream.url(), &redis.url()).toml(&format!(
-        "[logout]\ndeny_delay_ms = 0\nrate_limit_per_minute = 0\n{logout}\n{sections}"
-    ));
-    opts.env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let gate = Gate::start(opts).await;
-    World {
-        redis,
-        upstream,
-        gate,
-    }
+    World::start_with_env(
+        &format!("rate_limit_per_minute = 0\n{logout}\n{sections}"),
+        env,
+    )
+    .await
 }
 
 async fn world() -> World {
@@ -141,10 +109,6 @@ async fn call(
 
 fn logout_body(session: &str) -> String {
     format!(r#"{{"sessionId":"{session}"}}"#)
-}
-
-fn ok_body(session: &str) -> String {
-    format!(r#"{{"sessionId":"{session}","success":true}}"#)
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -811,16 +775,6 @@ async fn device_endpoints_answer_with_rocket_chat_shapes() {
     );
     // Nothing of this family reached the upstream.
     assert!(w.upstream.seen_path("/api/v1/sessions/").is_empty());
-}
-
-/// `sessiongate_totp_remembered_total{endpoint=…}`.
-fn remembered(metrics: &str, endpoint: &str) -> u64 {
-    let prefix = format!("sessiongate_totp_remembered_total{{endpoint=\"{endpoint}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
 }
 
 /// Rocket.Chat's admin device page: `list.all`, then `info.admin`, then

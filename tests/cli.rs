@@ -1,6 +1,6 @@
 //! The command-line interface as operators and scripts use it (SPEC §7, §8).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

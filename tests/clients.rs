@@ -4,7 +4,7 @@
 //! client uses) over its websocket and xhr-polling transports. Each logs in
 //! with a revoked resume token, then with a live one on the same connection.
 
-mod common;
+use crate::common;
 
 use common::*;
 
@@ -30,16 +30,7 @@ async fn real_ddp_clients_see_the_servers_error_then_log_in_again_on_the_same_so
     upstream.hold_ddp_token("u1", dead);
     upstream.hold_ddp_token("u1", live);
     cli_ok(&gate, &["session", "revoke", dead_id.trim()]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut synced = false;
-    while !synced && std::time::Instant::now() < deadline {
-        synced = gate
-            .metrics()
-            .await
-            .contains("sessiongate_revoked_tokens 1");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(synced, "the gate never learned the revocation");
+    gate.wait_revoked_tokens(1).await;
 
     let out = tokio::process::Command::new("node")
         .arg("ddp_clients.js")

@@ -2,7 +2,7 @@
 //! command in order with a real `curl`, and compare with what it said each
 //! would answer. Ctrl-C (SIGINT) exits cleanly.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

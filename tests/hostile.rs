@@ -2,56 +2,16 @@
 //! each case with its documented answer, and each asserting what reached the
 //! fake upstream (usually: nothing). Every case runs in about a second.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const AMBIGUOUS: &str = r#"{"success":false,"error":"Ambiguous request framing [error-bad-request]","errorType":"error-bad-request"}"#;
-const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
-const GATEWAY_TIMEOUT: &str = r#"{"success":false,"error":"Upstream timed out [error-gateway-timeout]","errorType":"error-gateway-timeout"}"#;
-const OVER_LIMIT: &str = r#"{"success":false,"error":"Too many open connections [error-connection-limit]","errorType":"error-connection-limit"}"#;
 const REVOKED_TOKEN: &str = "revoked-token-1";
 const LIVE_TOKEN: &str = "live-token-1";
-
-struct World {
-    _redis: RedisServer,
-    upstream: FakeUpstream,
-    gate: Gate,
-}
-
-/// A gate on a private Redis (no deny delay) with `extra` config appended.
-async fn world(extra: &str) -> World {
-    let redis = RedisServer::start();
-    let upstream = FakeUpstream::start().await;
-    let opts = GateOptions::new(&upstream.url(), &redis.url())
-        .toml(&format!("[logout]\ndeny_delay_ms = 0\n{extra}"));
-    let gate = Gate::start(opts).await;
-    World {
-        _redis: redis,
-        upstream,
-        gate,
-    }
-}
-
-fn cli_ok(gate: &Gate, args: &[&str]) {
-    let out = Command::new(bin())
-        .args(args)
-        .arg("--config")
-        .arg(gate.config_path())
-        .env("SESSIONGATE_TOTP_KEY", TEST_TOTP_KEY)
-        .output()
-        .expect("run sessiongate");
-    assert!(
-        out.status.success(),
-        "sessiongate {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The status line of the first answer in a raw exchange.
 fn status(answer: &str) -> &str {
@@ -71,7 +31,7 @@ fn upstream_saw(world: &World, needle: &str) -> usize {
 
 #[tokio::test]
 async fn content_length_with_transfer_encoding_is_refused_and_closed() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
         b"POST /smuggle-clte HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -88,7 +48,7 @@ async fn content_length_with_transfer_encoding_is_refused_and_closed() {
 /// 400 and a close, before the gate's service runs.
 #[tokio::test]
 async fn unframeable_transfer_encodings_are_refused_by_the_parser() {
-    let w = world("").await;
+    let w = World::binary("").await;
     for te in ["chunked, identity", "xchunked", "identity", "chunked\x0b"] {
         let request = format!(
             "POST /smuggle-te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -103,7 +63,7 @@ async fn unframeable_transfer_encodings_are_refused_by_the_parser() {
 
 #[tokio::test]
 async fn obs_fold_continuation_is_refused() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
         b"GET /folded HTTP/1.1\r\nHost: x\r\nX-Auth-Token: a\r\n b\r\n\r\n",
@@ -120,7 +80,7 @@ async fn obs_fold_continuation_is_refused() {
 /// upstream, so both hops frame it identically. The logout path is still caught.
 #[tokio::test]
 async fn bare_lf_line_endings_are_read_consistently() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let answer = raw_exchange(
         w.gate.addr,
         b"GET /bare-lf HTTP/1.1\nHost: x\n\nPOST /api/v1/sessions/logout HTTP/1.1\nHost: x\nContent-Length: 0\n\n",
@@ -136,7 +96,7 @@ async fn bare_lf_line_endings_are_read_consistently() {
 
 #[tokio::test]
 async fn nul_bytes_in_head_are_refused() {
-    let w = world("").await;
+    let w = World::binary("").await;
     for request in [
         &b"GET /nul-header HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"[..],
         &b"GET /nul-path\0x HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -155,28 +115,8 @@ async fn nul_bytes_in_head_are_refused() {
 // Multi-threaded: the revocation probe blocks while the upstream answers it.
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_headers_are_resolved_safely() {
-    let w = world("").await;
-    cli_ok(
-        &w.gate,
-        &["user", "put", "u1", "--username", "u", "--roles", "user"],
-    );
-    cli_ok(
-        &w.gate,
-        &[
-            "session",
-            "add",
-            "--user",
-            "u1",
-            &format!("--token={REVOKED_TOKEN}"),
-            "--id",
-            "sessionToRevoke01",
-        ],
-    );
-    cli_ok(&w.gate, &["session", "revoke", "sessionToRevoke01"]);
-    assert!(
-        eventually(Duration::from_secs(3), || w.gate_revoked_known()).await,
-        "the gate learns the revocation"
-    );
+    let w = World::binary("").await;
+    w.revoke_test_token().await;
 
     let answer = raw_exchange(
         w.gate.addr,
@@ -197,7 +137,7 @@ async fn duplicate_headers_are_resolved_safely() {
         );
         let answer = raw_exchange(w.gate.addr, request.as_bytes(), Duration::from_secs(2)).await;
         assert_eq!(status(&answer), "HTTP/1.1 401 Unauthorized");
-        assert_eq!(body(&answer), common::upstream::UPSTREAM_UNAUTHORIZED);
+        assert_eq!(body(&answer), UPSTREAM_UNAUTHORIZED);
     }
     let seen = w.upstream.seen_path("subscriptions.get?dup");
     assert_eq!(seen.len(), 2);
@@ -212,25 +152,8 @@ async fn duplicate_headers_are_resolved_safely() {
 // Multi-threaded: the revocation probe blocks while the upstream answers it.
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_cookie_in_any_spelling_is_stripped() {
-    let w = world("").await;
-    cli_ok(
-        &w.gate,
-        &["user", "put", "u1", "--username", "u", "--roles", "user"],
-    );
-    cli_ok(
-        &w.gate,
-        &[
-            "session",
-            "add",
-            "--user",
-            "u1",
-            &format!("--token={REVOKED_TOKEN}"),
-            "--id",
-            "sessionToRevoke01",
-        ],
-    );
-    cli_ok(&w.gate, &["session", "revoke", "sessionToRevoke01"]);
-    assert!(eventually(Duration::from_secs(3), || w.gate_revoked_known()).await);
+    let w = World::binary("").await;
+    w.revoke_test_token().await;
     let encoded = REVOKED_TOKEN.replace('-', "%2D");
     let spellings: [Vec<u8>; 4] = [
         [
@@ -275,7 +198,7 @@ async fn revoked_cookie_in_any_spelling_is_stripped() {
 /// The path spellings fuzz/route found, end to end: each is answered by the gate.
 #[tokio::test]
 async fn route_spellings_found_by_fuzzing_are_intercepted() {
-    let w = world("").await;
+    let w = World::binary("").await;
     for path in [
         "/x%3F/../api/v1/sessions/logout",
         "/api/v1/sessions/logout;%2F..",
@@ -298,25 +221,50 @@ async fn route_spellings_found_by_fuzzing_are_intercepted() {
 }
 
 impl World {
+    /// A session of u1 with [`REVOKED_TOKEN`], revoked; returns once the gate
+    /// enforces it.
+    async fn revoke_test_token(&self) {
+        cli_ok(
+            &self.gate,
+            &["user", "put", "u1", "--username", "u", "--roles", "user"],
+        );
+        cli_ok(
+            &self.gate,
+            &[
+                "session",
+                "add",
+                "--user",
+                "u1",
+                &format!("--token={REVOKED_TOKEN}"),
+                "--id",
+                "sessionToRevoke01",
+            ],
+        );
+        cli_ok(&self.gate, &["session", "revoke", "sessionToRevoke01"]);
+        assert!(
+            eventually(Duration::from_secs(3), async || self
+                .revoked_token_known()
+                .await)
+            .await,
+            "the gate learns the revocation"
+        );
+    }
+
     /// The revoked set holds the test token (seen through the server's 401
     /// to a request the gate forwarded without it).
-    fn gate_revoked_known(&self) -> bool {
+    async fn revoked_token_known(&self) -> bool {
         let request = format!(
             "GET /api/v1/subscriptions.get HTTP/1.1\r\nHost: x\r\nX-User-Id: u1\r\nX-Auth-Token: {REVOKED_TOKEN}\r\nConnection: close\r\n\r\n"
         );
-        let answer = raw_exchange_closed_blocking(
-            self.gate.addr,
-            request.as_bytes(),
-            Duration::from_secs(1),
-        )
-        .0;
+        let (answer, _) =
+            raw_exchange_closed(self.gate.addr, request.as_bytes(), Duration::from_secs(1)).await;
         answer.starts_with("HTTP/1.1 401")
     }
 }
 
 #[tokio::test]
 async fn oversized_head_gets_431_and_close() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let big = "a".repeat(1024 * 1024);
     let request = format!("GET /huge-header HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let (answer, closed) =
@@ -331,7 +279,7 @@ async fn oversized_head_gets_431_and_close() {
 
 #[tokio::test]
 async fn too_many_headers_get_431_and_close() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let mut request = String::from("GET /many-headers HTTP/1.1\r\nHost: x\r\n");
     for i in 0..250 {
         request.push_str(&format!("X-H{i}: v\r\n"));
@@ -351,7 +299,7 @@ async fn too_many_headers_get_431_and_close() {
 /// unreadable (check 3), the caller unauthenticated (check 1 answers first).
 #[tokio::test]
 async fn invalid_chunk_sizes_on_the_logout_path_are_answered_by_the_gate() {
-    let w = world("").await;
+    let w = World::binary("").await;
     for chunk in ["zz", "-1", "fffffffffffffffff1", "1 1"] {
         let request = format!(
             "POST /api/v1/sessions/logout HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}\r\nhello\r\n0\r\n\r\n"
@@ -375,7 +323,7 @@ async fn invalid_chunk_sizes_on_the_logout_path_are_answered_by_the_gate() {
 /// follows on the client connection is forwarded.
 #[tokio::test]
 async fn invalid_chunk_sizes_on_forwarded_requests_abort_the_upstream_request() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
         b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nGET /after-bad-chunk HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -391,7 +339,7 @@ async fn invalid_chunk_sizes_on_forwarded_requests_abort_the_upstream_request() 
 
 #[tokio::test]
 async fn pipelined_request_after_an_intercepted_logout_is_answered_not_smuggled() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let hidden = "GET /hidden-in-body HTTP/1.1\r\nHost: x\r\n\r\n";
     let request = format!(
         "POST /api/v1/sessions/logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{hidden}GET /after-logout HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -415,7 +363,7 @@ async fn pipelined_request_after_an_intercepted_logout_is_answered_not_smuggled(
 
 #[tokio::test]
 async fn slowloris_head_is_closed_after_header_read_timeout() {
-    let w = world("[server]\nheader_read_timeout_ms = 500").await;
+    let w = World::binary("[server]\nheader_read_timeout_ms = 500").await;
     let started = Instant::now();
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
@@ -435,7 +383,7 @@ async fn slowloris_head_is_closed_after_header_read_timeout() {
 /// timeout: 504, connection closed.
 #[tokio::test]
 async fn slow_forwarded_body_times_out_with_504() {
-    let w = world("[proxy]\nresponse_timeout_ms = 700").await;
+    let w = World::binary("[proxy]\nresponse_timeout_ms = 700").await;
     let started = Instant::now();
     let (answer, _) = raw_exchange_closed(
         w.gate.addr,
@@ -452,7 +400,7 @@ async fn slow_forwarded_body_times_out_with_504() {
 /// the body counts as unreadable, the checks answer, the connection closes.
 #[tokio::test]
 async fn slow_logout_body_is_bounded_by_header_read_timeout() {
-    let w = world("[server]\nheader_read_timeout_ms = 500").await;
+    let w = World::binary("[server]\nheader_read_timeout_ms = 500").await;
     let started = Instant::now();
     let (answer, closed) = raw_exchange_closed(
         w.gate.addr,
@@ -471,7 +419,7 @@ async fn slow_logout_body_is_bounded_by_header_read_timeout() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_get_503_and_the_gate_recovers() {
-    let w = world("[server]\nmax_connections = 20").await;
+    let w = World::binary("[server]\nmax_connections = 20").await;
     let held: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(w.gate.addr).expect("connect"))
         .collect();
@@ -633,7 +581,7 @@ mod h2raw {
 /// reset are bounded by the reset limit.
 #[tokio::test]
 async fn h2_rapid_reset_is_cut_off_with_goaway() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let addr = w.gate.addr;
     let (frames, closed) = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -679,7 +627,7 @@ async fn h2_rapid_reset_is_cut_off_with_goaway() {
 /// streams are refused with RST_STREAM REFUSED_STREAM (0x7), never forwarded.
 #[tokio::test]
 async fn h2_streams_beyond_the_concurrency_limit_are_refused() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let addr = w.gate.addr;
     let frames = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -724,7 +672,7 @@ async fn h2_streams_beyond_the_concurrency_limit_are_refused() {
 /// service sees it; the connection stays usable.
 #[tokio::test]
 async fn h2_oversized_header_list_is_refused() {
-    let w = world("").await;
+    let w = World::binary("").await;
     let addr = w.gate.addr;
     let (frames, _) = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).expect("connect");
@@ -769,38 +717,11 @@ async fn h2_oversized_header_list_is_refused() {
 /// over TLS a CL+TE request was forwarded as chunked).
 #[tokio::test]
 async fn content_length_with_transfer_encoding_over_tls_is_refused() {
-    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let w = world(&format!(
-        "[server]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
-        cert_path.display(),
-        key_path.display()
-    ))
-    .await;
-
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(w.gate.addr).await.unwrap();
-    let mut tls = connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .expect("TLS handshake");
+    let cert = SelfSigned::localhost();
+    let w = World::binary(&cert.server_toml()).await;
+    let mut tls = tls_connect(w.gate.addr, &[cert.der()], &[b"http/1.1"]).await;
     tls.write_all(b"POST /tls-smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /tls-smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();

@@ -2,14 +2,12 @@
 //! against a real redis-server, set up through the real CLI. The fake
 //! upstream must never see a logout request.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::*;
-use sessiongate::totp;
 
-const SECRET_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const ADMIN: &str = "admin1";
 const ADMIN_TOKEN: &str = "admin-token-1";
 const USER: &str = "user1";
@@ -17,45 +15,16 @@ const USER_TOKEN: &str = "user-token-1";
 const VICTIM_SESSION: &str = "victimSession0001";
 const VICTIM_TOKEN: &str = "victim-token-1";
 
-const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
-const FORBIDDEN: &str = r#"{"success":false,"error":"User does not have the permissions required for this action [error-unauthorized]"}"#;
-const TOTP_REQUIRED: &str = r#"{"success":false,"error":"TOTP Required [totp-required]","errorType":"totp-required","details":{"method":"totp","codeGenerated":false,"availableMethods":["totp"]}}"#;
-const TOTP_INVALID: &str = r#"{"success":false,"error":"TOTP Invalid [totp-invalid]","errorType":"totp-invalid","details":{"method":"totp","codeGenerated":false}}"#;
-const NOT_FOUND: &str = r#"{"success":false,"error":"Session not found"}"#;
-const NOT_CONFIGURED: &str = r#"{"success":false,"error":"Two-factor authentication is not configured for this user [totp-not-configured]","errorType":"totp-not-configured"}"#;
-const STORE_DOWN: &str = r#"{"success":false,"error":"Session store unavailable [error-store-unavailable]","errorType":"error-store-unavailable"}"#;
-const TOO_LARGE: &str = r#"{"success":false,"error":"Request body too large [error-body-too-large]","errorType":"error-body-too-large"}"#;
-
-fn invalid(message: &str) -> String {
-    format!(
-        r#"{{"success":false,"error":"{message} [invalid-params]","errorType":"invalid-params"}}"#
-    )
-}
-
-fn ok_body(session: &str) -> String {
-    format!(r#"{{"sessionId":"{session}","success":true}}"#)
-}
-
-fn code_now() -> String {
-    let secret = totp::decode_base32_secret(SECRET_B32).unwrap();
-    totp::code_at(&secret, sessiongate::clock::unix_secs())
-}
-
 /// A gate on a private Redis, with an admin (TOTP), a plain user and a victim session.
-struct World {
-    redis: RedisServer,
-    upstream: FakeUpstream,
-    gate: Gate,
+async fn world_with(extra: &str) -> World {
+    with_users(World::start(extra).await)
 }
 
-async fn world_with(extra: &str) -> World {
-    let redis = RedisServer::start();
-    let upstream = FakeUpstream::start().await;
-    let opts = GateOptions::new(&upstream.url(), &redis.url())
-        .toml(&format!("[logout]\ndeny_delay_ms = 0\n{extra}"));
-    let gate = Gate::start(opts).await;
+/// The admin, the plain user and the victim session, set up with the CLI.
+fn with_users(w: World) -> World {
+    let gate = &w.gate;
     cli_ok(
-        &gate,
+        gate,
         &[
             "user",
             "put",
@@ -66,9 +35,9 @@ async fn world_with(extra: &str) -> World {
             "admin,user",
         ],
     );
-    cli_ok(&gate, &["totp", "import", ADMIN, "--secret", SECRET_B32]);
+    cli_ok(gate, &["totp", "import", ADMIN, "--secret", SECRET_B32]);
     cli_ok(
-        &gate,
+        gate,
         &[
             "session",
             "add",
@@ -80,12 +49,12 @@ async fn world_with(extra: &str) -> World {
         ],
     );
     cli_ok(
-        &gate,
+        gate,
         &["user", "put", USER, "--username", "bob", "--roles", "user"],
     );
-    cli_ok(&gate, &["totp", "import", USER, "--secret", SECRET_B32]);
+    cli_ok(gate, &["totp", "import", USER, "--secret", SECRET_B32]);
     cli_ok(
-        &gate,
+        gate,
         &[
             "session",
             "add",
@@ -95,7 +64,7 @@ async fn world_with(extra: &str) -> World {
         ],
     );
     cli_ok(
-        &gate,
+        gate,
         &[
             "user",
             "put",
@@ -107,7 +76,7 @@ async fn world_with(extra: &str) -> World {
         ],
     );
     let id = cli_ok(
-        &gate,
+        gate,
         &[
             "session",
             "add",
@@ -119,11 +88,7 @@ async fn world_with(extra: &str) -> World {
         ],
     );
     assert_eq!(id.trim(), VICTIM_SESSION);
-    World {
-        redis,
-        upstream,
-        gate,
-    }
+    w
 }
 
 async fn world() -> World {
@@ -198,6 +163,12 @@ impl<'a> Call<'a> {
             headers,
         )
     }
+}
+
+/// The victim's session was not revoked.
+fn assert_victim_still_active(gate: &Gate) {
+    let out = cli_ok(gate, &["session", "show", VICTIM_SESSION]);
+    assert!(out.contains(r#""active":true"#), "{out}");
 }
 
 fn assert_api_headers(headers: &http::HeaderMap) {
@@ -433,9 +404,7 @@ async fn sixth_attempt_after_five_totp_failures_is_429_even_with_a_correct_code(
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
     assert!(body.contains("[error-too-many-requests]"));
-    // The session was not revoked.
-    let out = cli_ok(&w.gate, &["session", "show", VICTIM_SESSION]);
-    assert!(out.contains(r#""active":true"#), "{out}");
+    assert_victim_still_active(&w.gate);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -679,7 +648,6 @@ async fn redis_down_answers_503_never_401_and_forwarding_goes_on() {
 
     // A hanging Redis (SIGSTOP) is bounded by the command timeout too.
     w.redis.restart();
-    assert!(eventually(Duration::from_secs(5), || true).await);
     w.redis.pause();
     let started = std::time::Instant::now();
     let (status, body, _) = Call::admin(VICTIM_SESSION)
@@ -697,21 +665,15 @@ async fn redis_down_answers_503_never_401_and_forwarding_goes_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_log_records_attempts_without_tokens_or_codes() {
-    let w = world().await;
+    // The binary's own log output.
+    let w = with_users(World::binary("").await);
     let code = code_now();
     let (status, _, _) = Call::admin(VICTIM_SESSION)
         .code(code.clone())
         .send(&w.gate)
         .await;
     assert_eq!(status, 200);
-    assert!(
-        eventually(Duration::from_secs(2), || w
-            .gate
-            .log()
-            .contains("sessions.logout"))
-        .await
-    );
-    let log = w.gate.log();
+    let log = audit_log(&w.gate).await;
     assert!(log.contains(VICTIM_SESSION), "{log}");
     assert!(log.contains("success"));
     for secret in [
@@ -725,26 +687,31 @@ async fn audit_log_records_attempts_without_tokens_or_codes() {
     }
 }
 
+/// The gate's log once it holds a `sessions.logout` audit line.
+async fn audit_log(gate: &Gate) -> String {
+    assert!(
+        eventually(Duration::from_secs(2), async || gate
+            .log()
+            .contains("sessions.logout"))
+        .await
+    );
+    gate.log()
+}
+
 /// Every audit line names the client the way the rest of the gate does
 /// (behind a trusted proxy: the last X-Forwarded-For entry), and lines logged
 /// while serving a request carry the connection's and the request's span
 /// fields (peer, tls, route) without each line adding them by hand.
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_line_names_the_forwarded_client_and_the_spans_name_peer_and_route() {
-    let w = world_with(BEHIND_PROXY).await;
+    // The binary's own log output.
+    let w = with_users(World::binary(BEHIND_PROXY).await);
     let (status, _, _) = Call::admin(VICTIM_SESSION)
         .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
         .send(&w.gate)
         .await;
     assert_eq!(status, 400, "no code: totp-required");
-    assert!(
-        eventually(Duration::from_secs(2), || w
-            .gate
-            .log()
-            .contains("sessions.logout"))
-        .await
-    );
-    let log = w.gate.log();
+    let log = audit_log(&w.gate).await;
     let line = log
         .lines()
         .find(|l| l.contains("sessions.logout"))
@@ -760,9 +727,6 @@ async fn audit_line_names_the_forwarded_client_and_the_spans_name_peer_and_route
 
 // ---------------------------------------------------------------------------
 // The remembered second factor (SPEC §11, `totp.remember_seconds`).
-
-const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
-const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36";
 
 /// The gate trusts the loopback peer as a proxy, so each call names its
 /// client address in X-Forwarded-For (the gate takes the last entry).
@@ -789,15 +753,6 @@ fn admin_from<'a>(ip: &'a str, agent: &'a str, session: &str) -> Call<'a> {
     Call::admin(session)
         .header("x-forwarded-for", ip)
         .header("user-agent", agent)
-}
-
-fn remembered_count(metrics: &str, endpoint: &str) -> u64 {
-    let prefix = format!("sessiongate_totp_remembered_total{{endpoint=\"{endpoint}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
 }
 
 fn wrong_code() -> &'static str {
@@ -913,8 +868,8 @@ async fn a_verified_code_is_remembered_for_the_same_token_address_and_agent() {
 
     // Four calls went through a window, four logouts succeeded.
     let metrics = g.metrics().await;
-    assert_eq!(remembered_count(&metrics, "sessions_logout"), 4);
-    assert_eq!(remembered_count(&metrics, "sessions_list_all"), 0);
+    assert_eq!(remembered(&metrics, "sessions_logout"), 4);
+    assert_eq!(remembered(&metrics, "sessions_list_all"), 0);
     assert!(
         metrics.contains(r#"sessiongate_logout_outcomes_total{outcome="success"} 4"#),
         "{metrics}"
@@ -942,10 +897,7 @@ async fn every_replica_honours_the_window_and_permission_and_rate_limit_still_ap
         (status, body.as_str()),
         (200, ok_body("victimSession0002").as_str())
     );
-    assert_eq!(
-        remembered_count(&other.metrics().await, "sessions_logout"),
-        1
-    );
+    assert_eq!(remembered(&other.metrics().await, "sessions_logout"), 1);
 
     // The permission is still checked inside the window: a user who lost the
     // role is refused before any second factor.
@@ -997,8 +949,7 @@ async fn totp_lockout_answers_429_inside_the_window() {
         .await;
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
-    let out = cli_ok(&w.gate, &["session", "show", VICTIM_SESSION]);
-    assert!(out.contains(r#""active":true"#), "{out}");
+    assert_victim_still_active(&w.gate);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1012,7 +963,7 @@ async fn remember_seconds_zero_asks_for_a_code_on_every_call() {
     let (status, body, _) = Call::admin(VICTIM_SESSION).send(&w.gate).await;
     assert_eq!((status, body.as_str()), (400, TOTP_REQUIRED));
     let metrics = w.gate.metrics().await;
-    assert_eq!(remembered_count(&metrics, "sessions_logout"), 0);
+    assert_eq!(remembered(&metrics, "sessions_logout"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,11 +6,11 @@
 //! (`promtool check rules` / `test rules` check the PromQL itself:
 //! scripts/validate-deploy.)
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -387,15 +387,14 @@ fn words_in_prose() -> BTreeMap<String, String> {
 
 /// Scrape until `ready(text)` holds, or fail after a few seconds.
 async fn scrape_until(gate: &Gate, what: &str, ready: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = gate.metrics().await;
-        if ready(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no {what} in:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut text = String::new();
+    let found = eventually(Duration::from_secs(10), async || {
+        text = gate.metrics().await;
+        ready(&text)
+    })
+    .await;
+    assert!(found, "no {what} in:\n{text}");
+    text
 }
 
 /// Traffic that makes the labelled families the queries filter on appear.

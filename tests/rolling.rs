@@ -9,13 +9,13 @@
 //! front has stopped sending long before the listener closes. The front does
 //! not retry a failed request: every failure counts.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -215,23 +215,12 @@ fn load(
     })
 }
 
-async fn wait_until(within: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if cond().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
-
 /// SIGTERM one gate, wait for it to exit 0, start it again, wait until the
 /// front sends to it again.
 async fn roll(gate: &mut Gate, backend: &Backend) {
     gate.signal("TERM");
     assert!(
-        wait_until(Duration::from_secs(2), async || !backend
+        eventually(Duration::from_secs(2), async || !backend
             .ready
             .load(Ordering::SeqCst))
         .await,
@@ -244,7 +233,7 @@ async fn roll(gate: &mut Gate, backend: &Backend) {
     );
     gate.restart().await; // on the same ports; waits for /readyz
     assert!(
-        wait_until(Duration::from_secs(5), async || backend
+        eventually(Duration::from_secs(5), async || backend
             .ready
             .load(Ordering::SeqCst))
         .await,
@@ -259,6 +248,7 @@ async fn rolling_restart_of_two_gates_fails_no_request() {
     let options = || {
         GateOptions::new(&upstream.url(), &redis.url())
             .toml("[server]\ndrain_delay_ms = 1500\nshutdown_grace_secs = 5")
+            .binary()
     };
     let mut a = Gate::start(options()).await;
     let mut b = Gate::start(options()).await;
@@ -276,7 +266,7 @@ async fn rolling_restart_of_two_gates_fails_no_request() {
     ]);
     let front = Front::start(backends.clone()).await;
     assert!(
-        wait_until(Duration::from_secs(5), async || backends
+        eventually(Duration::from_secs(5), async || backends
             .iter()
             .all(|b| b.ready.load(Ordering::SeqCst)))
         .await

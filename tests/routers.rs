@@ -18,7 +18,7 @@
 //! `node` the test prints why and passes, unless `SESSIONGATE_REQUIRE_NODE` is set
 //! (CI sets it). Counts are printed; see them with `-- --nocapture`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,7 +37,6 @@ use sessiongate::route::{self, DeviceEndpoint, Route};
 
 use common::*;
 
-const UNAUTHORIZED: &str = r#"{"status":"error","message":"You must be logged in to do this."}"#;
 const DEFAULT_SPELLINGS: u64 = 50_000;
 /// Connections sending the routed logout spellings to the gate at once.
 const SENDERS: usize = 4;
@@ -344,7 +343,9 @@ async fn every_spelling_the_real_routers_route_is_classified_and_logout_is_answe
     let redis = RedisServer::start();
     let upstream = FakeUpstream::start().await;
     let gate = Gate::start(
-        GateOptions::new(&upstream.url(), &redis.url()).toml("[logout]\ndeny_delay_ms = 0"),
+        GateOptions::new(&upstream.url(), &redis.url())
+            .toml("[logout]\ndeny_delay_ms = 0")
+            .binary(),
     )
     .await;
     let started = Instant::now();

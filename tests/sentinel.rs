@@ -2,7 +2,7 @@
 //! (and `sentinel_username`) authenticate to the Sentinels, the URL's
 //! credentials to the data nodes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

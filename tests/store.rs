@@ -4,10 +4,11 @@
 //! Tests in `on_both_backends!` run the same body on both; the rest need
 //! Redis itself (restarts, outages, topologies).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use common::redis_server::{RedisServer, Reply, ServerConfig, free_port};
 use sessiongate::auth::{TokenHash, encode_hash, hash_token};
 use sessiongate::store::{
@@ -137,14 +138,10 @@ async fn expect_down(rx: &mut mpsc::Receiver<FeedEvent>, within: Duration) {
 
 /// Poll until the store answers PING again.
 async fn wait_until_up(store: &Store, within: Duration) {
-    let deadline = Instant::now() + within;
-    while store.ping().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "store did not recover within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(within, async || store.ping().await.is_ok()).await,
+        "store did not recover within {within:?}"
+    );
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>) {
@@ -1404,18 +1401,6 @@ async fn snapshot_reads_a_million_revocations_in_batches() {
     );
 }
 
-/// Poll `check` until it returns true.
-async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn info_field(server: &RedisServer, section: &str, field: &str) -> Option<String> {
     let info = server.cmd(&["INFO", section]);
     let text = info.text()?.to_owned();
@@ -1434,18 +1419,26 @@ async fn sentinel_url_follows_a_failover() {
             .to_vec(),
         ..ServerConfig::default()
     });
-    eventually(Duration::from_secs(10), "replica sync", || {
-        info_field(&replica, "replication", "master_link_status").as_deref() == Some("up")
-    })
-    .await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            info_field(&replica, "replication", "master_link_status").as_deref() == Some("up")
+        })
+        .await,
+        "replica sync did not happen within {:?}",
+        Duration::from_secs(10)
+    );
     let sentinel = RedisServer::start_with(ServerConfig {
         sentinel_of: Some(("mymaster".into(), master.port())),
         ..ServerConfig::default()
     });
-    eventually(Duration::from_secs(15), "sentinel to discover the replica", || {
+    assert!(
+        eventually(Duration::from_secs(15), async || {
         matches!(sentinel.cmd(&["SENTINEL", "REPLICAS", "mymaster"]), Reply::Array(Some(r)) if !r.is_empty())
     })
-    .await;
+        .await,
+        "sentinel to discover the replica did not happen within {:?}",
+        Duration::from_secs(15)
+    );
 
     let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port());
     let store = Store::redis(options(&url)).expect("options");
@@ -1542,10 +1535,14 @@ async fn cluster_url_runs_the_scripts_on_the_slot_owner_and_feeds_from_any_node(
         assert_eq!(meet.text(), Some("OK"));
     }
     for node in &nodes {
-        eventually(Duration::from_secs(20), "cluster_state:ok", || {
-            info_field_cluster(node).as_deref() == Some("ok")
-        })
-        .await;
+        assert!(
+            eventually(Duration::from_secs(20), async || {
+                info_field_cluster(node).as_deref() == Some("ok")
+            })
+            .await,
+            "cluster_state:ok did not happen within {:?}",
+            Duration::from_secs(20)
+        );
     }
     // The store's keys all hash to the slot of the `{sg:}` tag.
     let slot = nodes[0]

@@ -3,7 +3,7 @@
 //! new certificate, open ones keep working, and a broken new pair is refused
 //! with one log line and a metric while the previous pair stays in use.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,23 +55,8 @@ async fn connect(
     TlsStream<tokio::net::TcpStream>,
     rustls_pki_types::CertificateDer<'static>,
 ) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for pair in trusted {
-        roots.add(pair.der()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
-    let tls = connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .expect("TLS handshake");
+    let trusted: Vec<_> = trusted.iter().map(|pair| pair.der()).collect();
+    let tls = tls_connect(gate.addr, &trusted, &[]).await;
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     (tls, presented)
 }
@@ -103,24 +88,10 @@ async fn get(sender: &mut Sender, path: &str) -> u16 {
 /// The certificate new connections get, polled until it is `want` or
 /// `within` passes.
 async fn presents(gate: &Gate, trusted: &[&Pair], want: &Pair, within: Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let (_, presented) = connect(gate, trusted).await;
-        if presented == want.der() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn metric(metrics: &str, name_and_labels: &str) -> Option<String> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(name_and_labels)
-            .map(|v| v.trim().to_string())
+    eventually(within, async || {
+        connect(gate, trusted).await.1 == want.der()
     })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,7 +106,7 @@ async fn listener_certificate_reloads_on_sighup_and_on_change_and_keeps_the_old_
         dir.path().join("key.pem").display()
     ));
     opts.wait_ready = false;
-    let gate = Gate::start(opts).await;
+    let gate = Gate::start(opts.binary()).await;
     let all = [&a, &b, &c];
 
     let (tls, presented) = connect(&gate, &all).await;
@@ -153,7 +124,7 @@ async fn listener_certificate_reloads_on_sighup_and_on_change_and_keeps_the_old_
     // A broken pair (a key that does not match) is refused: B stays.
     std::fs::write(dir.path().join("key.pem"), c.cert.key_pair.serialize_pem()).unwrap();
     gate.signal("HUP");
-    let refused = eventually(Duration::from_secs(3), || {
+    let refused = eventually(Duration::from_secs(3), async || {
         gate.log()
             .contains("reload failed; keeping the previous one")
     })
@@ -258,7 +229,7 @@ async fn upstream_ca_bundle_reloads_without_a_restart() {
         ca_path.display()
     ));
     opts.wait_ready = false;
-    let gate = Gate::start(opts).await;
+    let gate = Gate::start(opts.binary()).await;
     let status = async || {
         tokio::time::sleep(Duration::from_millis(200)).await;
         send(gate.addr, with_body(request("GET", gate.addr, "/ca"), ""))

@@ -86,6 +86,13 @@ impl Meteor {
     /// one `a[…]` server frame; `None` when the frame is not an array.
     pub fn answer_sockjs(&mut self, frame: &str) -> Option<Option<String>> {
         let messages: Vec<Value> = serde_json::from_str(frame).ok()?;
+        let answers = self.answer_all(messages);
+        Some((!answers.is_empty()).then(|| sockjs_frame(&answers)))
+    }
+
+    /// Answers to each DDP message of a SockJS frame (strings, or objects
+    /// some clients send unencoded).
+    fn answer_all(&mut self, messages: Vec<Value>) -> Vec<String> {
         let mut answers = Vec::new();
         for message in messages {
             let text = match message {
@@ -94,7 +101,7 @@ impl Meteor {
             };
             answers.extend(self.answer(&text).unwrap_or_default());
         }
-        Some((!answers.is_empty()).then(|| sockjs_frame(&answers)))
+        answers
     }
 
     /// `POST …/xhr`: open the session (`o`), or hand over what waits for it.
@@ -121,14 +128,7 @@ impl Meteor {
         let Ok(messages) = serde_json::from_str::<Vec<Value>>(body) else {
             return 500;
         };
-        let mut answers = Vec::new();
-        for message in messages {
-            let text = match message {
-                Value::String(text) => text,
-                other => other.to_string(),
-            };
-            answers.extend(self.answer(&text).unwrap_or_default());
-        }
+        let answers = self.answer_all(messages);
         if let Some(queue) = self.sessions.get_mut(session) {
             queue.extend(answers);
         }

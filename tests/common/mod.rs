@@ -1,16 +1,21 @@
-//! Shared test harness: a real in-process fake upstream, the real `sessiongate`
-//! binary on free ports, a private `redis-server`, and small HTTP clients.
-//! Everything is torn down on drop.
+//! Shared test harness: a real in-process fake upstream, gates (the library in
+//! this process on ports the OS picks, or the real `sessiongate` binary where
+//! the process is what is tested), a private `redis-server`, the real CLI, and
+//! small HTTP clients. Everything is torn down on drop.
 #![allow(dead_code)]
 
+pub mod bodies;
+pub mod in_process;
 pub mod meteor;
 pub mod node;
 pub mod procfs;
 pub mod redis_server;
+pub mod tls;
 pub mod upstream;
+pub mod world;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,31 +26,62 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 #[allow(unused_imports)]
-pub use redis_server::RedisServer;
+pub use bodies::*;
+#[allow(unused_imports)]
+pub use redis_server::{RedisServer, free_port};
+#[allow(unused_imports)]
+pub use tls::{SelfSigned, tls_connect};
 #[allow(unused_imports)]
 pub use upstream::FakeUpstream;
+#[allow(unused_imports)]
+pub use world::World;
 
 /// A fixed 32-byte TOTP encryption key for tests (64 hex chars).
 pub const TEST_TOTP_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-/// Poll `cond` until it holds or `within` passes.
-pub async fn eventually<F: FnMut() -> bool>(within: Duration, mut cond: F) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
+/// Browsers as the tests log in with them.
+pub const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+pub const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36";
+
+/// The TOTP secret the tests import for their admins (base32).
+pub const SECRET_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// The current TOTP code for [`SECRET_B32`].
+pub fn code_now() -> String {
+    let secret = sessiongate::totp::decode_base32_secret(SECRET_B32).expect("valid base32");
+    sessiongate::totp::code_at(&secret, sessiongate::clock::unix_secs())
 }
 
-pub fn free_port() -> u16 {
-    // Bind port 0 and release it; the kernel does not reuse it immediately.
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Poll `cond` every 10 ms until it holds or `within` passes; whether it
+/// held. The one way the tests wait for something to happen.
+pub async fn eventually(within: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of the sample `name_and_labels` (e.g. `name{label="x"}`) in a
+/// Prometheus text exposition.
+pub fn metric(metrics: &str, name_and_labels: &str) -> Option<String> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// `sessiongate_totp_remembered_total{endpoint=…}`.
+pub fn remembered(metrics: &str, endpoint: &str) -> u64 {
+    let sample = format!("sessiongate_totp_remembered_total{{endpoint=\"{endpoint}\"}} ");
+    metric(metrics, &sample)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in {metrics}"))
 }
 
 fn local_free_addr() -> SocketAddr {
@@ -56,7 +92,7 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sessiongate"))
 }
 
-/// Options for a gate process.
+/// Options for a gate.
 #[derive(Clone)]
 pub struct GateOptions {
     pub upstream: String,
@@ -66,6 +102,9 @@ pub struct GateOptions {
     pub env: Vec<(String, String)>,
     /// Wait for /readyz (true) or only /healthz.
     pub wait_ready: bool,
+    /// Run the real binary (for signals, exit codes, its own log output);
+    /// otherwise the library serves in this process, on ports the OS picks.
+    pub binary: bool,
 }
 
 impl GateOptions {
@@ -76,7 +115,15 @@ impl GateOptions {
             extra_toml: String::new(),
             env: Vec::new(),
             wait_ready: true,
+            binary: false,
         }
+    }
+
+    /// The real `sessiongate serve` process: for tests of what only a process
+    /// has (signals, exit codes, its log output).
+    pub fn binary(mut self) -> Self {
+        self.binary = true;
+        self
     }
 
     pub fn toml(mut self, extra: &str) -> Self {
@@ -86,9 +133,13 @@ impl GateOptions {
     }
 }
 
-/// A running `sessiongate serve` process.
+/// A running gate: a `sessiongate serve` process, or the library in this
+/// process (see [`GateOptions::binary`]).
 pub struct Gate {
     child: Option<Child>,
+    in_process: Option<in_process::InProcess>,
+    /// Started once: a restart binds the same ports again.
+    started: bool,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -98,13 +149,20 @@ pub struct Gate {
 impl Gate {
     pub async fn start(opts: GateOptions) -> Gate {
         let dir = tempfile::tempdir().expect("tempdir");
+        let binary = opts.binary;
         let mut gate = Gate {
             child: None,
+            in_process: None,
+            started: false,
             addr: local_free_addr(),
             admin: local_free_addr(),
             dir,
             opts,
         };
+        if !binary {
+            gate.spawn().await;
+            return gate;
+        }
         // A port released by free_port can be taken again (by another test's
         // process, or as some connection's source port) before the gate binds
         // it: pick fresh ports and try again.
@@ -150,7 +208,7 @@ impl Gate {
         }
     }
 
-    /// Start the process and wait until it answers; `Err(log)` if it exited.
+    /// Start the gate and wait until it answers; `Err(log)` if it exited.
     async fn try_spawn(&mut self) -> Result<(), String> {
         self.write_config();
         let log = std::fs::OpenOptions::new()
@@ -158,6 +216,31 @@ impl Gate {
             .append(true)
             .open(self.log_path())
             .expect("log file");
+        if !self.opts.binary {
+            let mut env: std::collections::BTreeMap<String, String> = [(
+                "SESSIONGATE_TOTP_KEY".to_string(),
+                TEST_TOTP_KEY.to_string(),
+            )]
+            .into();
+            env.extend(self.opts.env.iter().cloned());
+            // The first start binds ports the OS picks (no races with other
+            // tests); a restart binds the same ones again.
+            let any_ports = !self.started;
+            let (running, addr, admin) =
+                in_process::InProcess::start(&self.config_path(), env, log, any_ports)
+                    .map_err(|e| format!("{e}: {}", self.log()))?;
+            self.started = true;
+            self.in_process = Some(running);
+            // The ports it got, so that a restart binds them again.
+            (self.addr, self.admin) = (addr, admin);
+            self.write_config();
+        } else {
+            self.spawn_binary(log);
+        }
+        self.wait_answering().await
+    }
+
+    fn spawn_binary(&mut self, log: std::fs::File) {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--config")
@@ -171,6 +254,9 @@ impl Gate {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("spawn sessiongate"));
+    }
+
+    async fn wait_answering(&mut self) -> Result<(), String> {
         let path = if self.opts.wait_ready {
             "/readyz"
         } else {
@@ -188,6 +274,9 @@ impl Gate {
             {
                 return Err(format!("exit {status}: {}", self.log()));
             }
+            if self.in_process.as_ref().is_some_and(|g| g.exited()) {
+                return Err(format!("stopped: {}", self.log()));
+            }
             assert!(
                 Instant::now() < deadline,
                 "gate not {path} in time: {}",
@@ -198,7 +287,11 @@ impl Gate {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+        assert!(self.opts.binary, "only a binary gate has a pid");
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("a running process")
     }
 
     /// Send a signal (e.g. "TERM").
@@ -211,6 +304,7 @@ impl Gate {
 
     /// Wait for exit; returns the exit code.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        assert!(self.opts.binary, "only a binary gate exits");
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self
@@ -232,6 +326,9 @@ impl Gate {
     }
 
     pub fn kill(&mut self) {
+        if let Some(running) = self.in_process.take() {
+            running.stop();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -240,6 +337,21 @@ impl Gate {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Wait until the gate's revoked set holds `n` tokens (its gauge): from
+    /// then on a request with a revoked token reaches the upstream without it.
+    pub async fn wait_revoked_tokens(&self, n: usize) {
+        let sample = format!("sessiongate_revoked_tokens {n}");
+        let known = eventually(Duration::from_secs(5), async || {
+            self.metrics().await.lines().any(|l| l == sample)
+        })
+        .await;
+        assert!(
+            known,
+            "the gate never learned the revocation: {}",
+            self.log()
+        );
     }
 
     pub async fn metrics(&self) -> String {
@@ -275,6 +387,8 @@ pub fn cli_ok(gate: &Gate, args: &[&str]) -> String {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        // An in-process gate is told to stop, not waited for.
+        drop(self.in_process.take());
         self.kill();
     }
 }

@@ -301,13 +301,7 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
         return json(200, r#"{"version":"7.5.0","success":true}"#.into());
     }
     if path == "/api/v1/subscriptions.get" {
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
+        let header = |name: &str| header_text(&req, name);
         // Like a legacy server that never heard of the gate's revocations,
         // it accepts any credentials it is sent.
         let held = !header("x-user-id").is_empty() && !header("x-auth-token").is_empty();
@@ -374,13 +368,7 @@ async fn handle(mut req: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
         };
     }
     if path == "/api/v1/me" {
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
+        let header = |name: &str| header_text(&req, name);
         let key = (header("x-user-id"), header("x-auth-token"));
         let (known, name) = {
             let state = state.lock().unwrap();
@@ -468,6 +456,15 @@ fn chunked_json(body: String) -> Response<Body> {
             chunks,
         ))))
         .unwrap()
+}
+
+/// A request header as text ("" when missing or not text).
+fn header_text<B>(req: &Request<B>, name: &str) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn json(status: u16, body: String) -> Response<Body> {
