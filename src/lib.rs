@@ -34,6 +34,7 @@ pub mod revocation;
 pub mod route;
 pub mod server;
 pub mod store;
+pub mod swap;
 pub mod tls;
 pub mod totp;
 pub mod tunnel;

@@ -26,6 +26,7 @@ use tower_service::Service;
 
 use crate::body::Body;
 use crate::config::{ProxyConfig, Upstream};
+use crate::swap::Swap;
 
 /// Idle connections kept at most; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
@@ -87,7 +88,7 @@ pub struct UpstreamClient {
 struct Inner {
     /// Replaced when `proxy.ca_file` changes ([`UpstreamClient::reload_tls`]);
     /// read (a clone of two `Arc`s) once per new connection only.
-    connector: std::sync::RwLock<HttpsConnector<HttpConnector>>,
+    connector: Swap<HttpsConnector<HttpConnector>>,
     /// `scheme://authority` of the upstream: what the connector dials.
     target: Uri,
     idle: Mutex<Vec<Idle>>,
@@ -110,7 +111,7 @@ pub fn build(cfg: &ProxyConfig, upstream: &Upstream) -> Result<UpstreamClient, C
         .build()
         .unwrap_or_default();
     let inner = Arc::new(Inner {
-        connector: std::sync::RwLock::new(connector),
+        connector: Swap::new(connector),
         target,
         idle: Mutex::new(Vec::new()),
         idle_timeout: cfg.pool_idle_timeout,
@@ -126,11 +127,7 @@ impl UpstreamClient {
     /// the new roots; pooled and open ones are unaffected. On error the
     /// previous roots stay.
     pub fn reload_tls(&self, cfg: &ProxyConfig, upstream: &Upstream) -> Result<(), ClientError> {
-        let fresh = connector(cfg, upstream)?;
-        match self.inner.connector.write() {
-            Ok(mut current) => *current = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
+        self.inner.connector.set(connector(cfg, upstream)?);
         Ok(())
     }
 
@@ -181,10 +178,7 @@ impl UpstreamClient {
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
-        let mut connector = match self.inner.connector.read() {
-            Ok(connector) => connector.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let mut connector = self.inner.connector.get();
         let io = connector
             .call(self.inner.target.clone())
             .await

@@ -8,18 +8,19 @@
 //! A new pair that does not load or does not match is refused and the
 //! previous one stays.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use crate::config::{ConfigError, TlsFiles};
+use crate::swap::Swap;
 
 /// The listener's current certificate and key.
 pub struct ListenerCert {
     files: TlsFiles,
-    current: RwLock<Arc<CertifiedKey>>,
+    current: Swap<Arc<CertifiedKey>>,
 }
 
 impl std::fmt::Debug for ListenerCert {
@@ -37,19 +38,14 @@ impl ListenerCert {
         let key = certified_key(files)?;
         Ok(Arc::new(Self {
             files: files.clone(),
-            current: RwLock::new(Arc::new(key)),
+            current: Swap::new(Arc::new(key)),
         }))
     }
 
     /// Read the files again; on success new handshakes use the new pair, on
     /// failure the previous pair stays and the error says why.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        let key = Arc::new(certified_key(&self.files)?);
-        match self.current.write() {
-            Ok(mut current) => *current = key,
-            // A panic while swapping an Arc cannot leave it half-written.
-            Err(poisoned) => *poisoned.into_inner() = key,
-        }
+        self.current.set(Arc::new(certified_key(&self.files)?));
         Ok(())
     }
 
@@ -57,18 +53,11 @@ impl ListenerCert {
     pub fn files(&self) -> [&std::path::Path; 2] {
         [&self.files.cert_file, &self.files.key_file]
     }
-
-    fn current(&self) -> Arc<CertifiedKey> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
 }
 
 impl ResolvesServerCert for ListenerCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+        Some(self.current.get())
     }
 }
 

@@ -35,6 +35,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use crate::store::record::StoreError;
 use crate::store::redis::error::{classify, config, describe, unavailable};
 use crate::store::redis::url::{ClusterSpec, RESP3, SentinelSpec, Topology};
+use crate::swap::Swap;
 
 /// Reconnect backoff: first retry after 50 ms, doubling, capped at 1 s.
 pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -56,9 +57,11 @@ pub(super) struct Connector {
 }
 
 struct Shared {
-    /// Replaced when the CA bundle changes ([`Connector::replace_target`]):
+    /// Replaced when the CA bundle changes ([`Connector::replace_ca`]):
     /// the next connection uses the new one, the open one is left alone.
-    target: std::sync::RwLock<Arc<Target>>,
+    target: Swap<Arc<Target>>,
+    /// What `target` is built from, kept to build it again.
+    topology: Topology,
     timeouts: Timeouts,
     link: Mutex<Link>,
     /// Serialises connection attempts: concurrent callers wait for the one in
@@ -67,13 +70,6 @@ struct Shared {
 }
 
 impl Shared {
-    fn target(&self) -> Arc<Target> {
-        match self.target.read() {
-            Ok(target) => target.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
     fn link(&self) -> MutexGuard<'_, Link> {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -190,7 +186,8 @@ impl Connector {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             shared: Arc::new(Shared {
-                target: std::sync::RwLock::new(Arc::new(Target::new(topology, ca, timeouts)?)),
+                target: Swap::new(Arc::new(Target::new(topology.clone(), ca, timeouts)?)),
+                topology,
                 timeouts,
                 link: Mutex::new(Link::default()),
                 connecting: tokio::sync::Mutex::new(()),
@@ -203,20 +200,14 @@ impl Connector {
     }
 
     pub(super) fn is_cluster(&self) -> bool {
-        matches!(*self.shared.target(), Target::Cluster { .. })
+        matches!(*self.shared.target.get(), Target::Cluster { .. })
     }
 
-    /// Build the clients again (a new CA bundle); used from the next connect.
-    pub(super) fn replace_target(
-        &self,
-        topology: Topology,
-        ca: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        let fresh = Arc::new(Target::new(topology, ca, self.shared.timeouts)?);
-        match self.shared.target.write() {
-            Ok(mut target) => *target = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
+    /// Build the clients again with a new CA bundle; used from the next
+    /// connect, the open connection is left alone.
+    pub(super) fn replace_ca(&self, ca: &[u8]) -> Result<(), StoreError> {
+        let fresh = Target::new(self.shared.topology.clone(), Some(ca), self.shared.timeouts)?;
+        self.shared.target.set(Arc::new(fresh));
         Ok(())
     }
 
@@ -248,7 +239,7 @@ impl Connector {
             link.generation + 1
         };
         let config = self.connection_config(generation);
-        let target = self.shared.target();
+        let target = self.shared.target.get();
         let attempt = timeout_at(deadline, target.connect(config))
             .await
             .unwrap_or_else(|_| Err(RedisError::from((ErrorKind::Io, "connect timed out"))));
@@ -344,7 +335,7 @@ impl Connector {
             .set_connection_timeout(Some(self.shared.timeouts.connect))
             .set_response_timeout(Some(self.shared.timeouts.command))
             .set_push_sender(pushes);
-        let target = self.shared.target();
+        let target = self.shared.target.get();
         target.feed_connection(config).await
     }
 }

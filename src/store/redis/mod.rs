@@ -120,10 +120,8 @@ struct Inner {
     connector: Connector,
     keys: Keys,
     scripts: Scripts,
-    /// Kept to build the clients again when the CA bundle changes.
-    url: String,
+    /// Read again by [`RedisStore::reload_tls_ca`].
     tls_ca_file: Option<std::path::PathBuf>,
-    sentinel_auth: Option<(Option<String>, String)>,
 }
 
 impl RedisStore {
@@ -155,9 +153,7 @@ impl RedisStore {
                 connector,
                 keys,
                 scripts: Scripts::new(),
-                url: options.url,
                 tls_ca_file: options.tls_ca_file,
-                sentinel_auth: options.sentinel_auth,
             }),
         })
     }
@@ -171,10 +167,7 @@ impl RedisStore {
         let Some(path) = &self.inner.tls_ca_file else {
             return Ok(());
         };
-        let ca = read_ca(path)?;
-        let topology =
-            Topology::parse(&self.inner.url)?.with_sentinel_auth(&self.inner.sentinel_auth)?;
-        self.inner.connector.replace_target(topology, Some(&ca))
+        self.inner.connector.replace_ca(&read_ca(path)?)
     }
 
     /// The key names this store uses (tests and the CLI's export use them).

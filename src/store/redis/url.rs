@@ -32,6 +32,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Where the data nodes are, as the URL says.
+#[derive(Clone)]
 pub(super) enum Topology {
     /// `redis://`, `rediss://`, `unix://`, `redis+unix://`: one node, RESP3.
     Single(ConnectionInfo),
@@ -40,6 +41,7 @@ pub(super) enum Topology {
 }
 
 /// `redis+sentinel://` / `rediss+sentinel://`.
+#[derive(Clone)]
 pub(super) struct SentinelSpec {
     pub sentinels: Vec<ConnectionAddr>,
     pub master: String,
@@ -55,6 +57,7 @@ pub(super) struct SentinelSpec {
 }
 
 /// `redis+cluster://` / `rediss+cluster://`.
+#[derive(Clone)]
 pub(super) struct ClusterSpec {
     /// The seed nodes, with credentials, database 0 and RESP3.
     pub nodes: Vec<ConnectionInfo>,
