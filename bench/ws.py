@@ -65,6 +65,16 @@ def frame(opcode, payload, masked):
     return bytes(head) + payload
 
 
+def take_head(buf):
+    """The HTTP head at the front of buf (removed from it), or None until it is complete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end])
+    del buf[:end + 4]
+    return head
+
+
 def parse_frames(buf):
     """Complete frames at the start of buf: [(opcode, payload)], consumed."""
     out, pos = [], 0
@@ -105,11 +115,10 @@ class Upstream(asyncio.Protocol):
     def data_received(self, data):
         self.buf += data
         if not self.open:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
+            head = take_head(self.buf)
+            if head is None:
                 return
-            head = bytes(self.buf[:end]).decode("latin-1")
-            del self.buf[:end + 4]
+            head = head.decode("latin-1")
             key = next((l.split(":", 1)[1].strip() for l in head.split("\r\n")
                         if l.lower().startswith("sec-websocket-key:")), "")
             accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
@@ -172,11 +181,10 @@ class Client(asyncio.Protocol):
     def data_received(self, data):
         self.buf += data
         if not self.open:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
+            head = take_head(self.buf)
+            if head is None:
                 return
-            ok = self.buf.startswith(b"HTTP/1.1 101")
-            del self.buf[:end + 4]
+            ok = head.startswith(b"HTTP/1.1 101")
             self.open = ok
             if not self.opened.done():
                 self.opened.set_result(ok)
