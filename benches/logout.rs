@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench logout` runs the full size (10 s or 120,000 planned
 //! logouts, whichever ends first, from 50 keep-alive HTTP/1.1 connections).
+//! `SESSIONGATE_BIN=<path>` measures that binary instead of cargo's build.
 //! Under `cargo test --all-targets` it runs a few-second smoke with tiny sizes
 //! that panics on any non-200 answer, so it cannot rot silently.
 //!
@@ -51,7 +52,8 @@
 //! `BENCH_REMEMBER_SECS` (`[totp] remember_seconds`, default 0),
 //! `BENCH_CONNECTIONS` (default 50; 8 in the smoke), `BENCH_SECS` (default 10, at
 //! most 20: the planned codes must stay acceptable),
-//! `BENCH_LOGOUT_OUT` (also write the markdown report to this file).
+//! `BENCH_LOGOUT_OUT` (also write the markdown report to this file),
+//! `SESSIONGATE_BIN` (the gate binary; default cargo's own build).
 
 #[path = "../tests/common/procfs.rs"]
 mod procfs;
@@ -404,7 +406,7 @@ impl Gate {
                  [logout]\ndeny_delay_ms = 0\nrate_limit_per_minute = 100\nverify_unknown_tokens = false\n\
                  [totp]\nkey_file = \"{}\"\nwindow = {WINDOW}\nremember_seconds = {remember}\n\
                  [permissions]\nlogout-device-management = [\"admin\"]\n\
-                 [server]\nworkers = {workers}\n\
+                 [server]\nworkers = {workers}\ndrain_delay_ms = 0\n\
                  [log]\nformat = \"text\"\nlevel = \"info\"\n",
                 redis.url(),
                 key_file.display()
@@ -413,7 +415,12 @@ impl Gate {
         .expect("write config");
         let log = dir.join("gate.log");
         let out = std::fs::File::create(&log).expect("gate log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+        // `SESSIONGATE_BIN` measures another build of the same commit (the
+        // profile-guided one, or an instrumented one being trained).
+        let bin = std::env::var_os("SESSIONGATE_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into());
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -458,6 +465,19 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
+        // SIGTERM first: the gate drains and exits (an instrumented build
+        // writes its profile then); SIGKILL if it has not within 10 s.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
